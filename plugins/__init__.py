@@ -1,0 +1,1 @@
+"""First-party plugins. Each registers through the same entry points a third-party package would use."""

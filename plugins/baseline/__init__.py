@@ -1,0 +1,1 @@
+"""Baseline plugins: the simplest choice for every slot (no pretraining, random or k-means heads, ...)."""

@@ -1,0 +1,9 @@
+"""Generation `none`: no synthetic samples."""
+
+from __future__ import annotations
+
+from toolkit.hooks import GenerationPlugin
+
+
+class NoGeneration(GenerationPlugin):
+    """No generator: training sees only real images."""

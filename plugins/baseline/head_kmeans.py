@@ -1,0 +1,60 @@
+"""Head-init `kmeans_pseudo_label` (GCC-style): k-means on the features gives pseudo-labels, then the
+head is trained on them with the backbone frozen, so self-labeling starts from the k-means partition."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from toolkit.context import RunContext
+from toolkit.hooks import HeadInitPlugin
+from toolkit.ops.kmeans import kmeans
+
+HEAD_INIT_SALT = 2
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(20, ge=0, description="epochs of head training on the k-means labels")
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(256, ge=2)
+    view: Literal["raw", "weak", "strong"] = Field("weak", description="view the head is trained on")
+    niter: int = Field(50, ge=1, description="k-means iterations")
+    nredo: int = Field(5, ge=1, description="k-means restarts (best inertia kept)")
+    spherical: bool = Field(True, description="k-means on L2-normalised features (cosine)")
+
+
+class KMeansPseudoLabelHeadInit(HeadInitPlugin):
+    """k-means pseudo-labels on backbone features, then a head trained on them (backbone frozen)."""
+
+    Options = Options
+
+    def init_head(self, ctx: RunContext, backbone: nn.Module, features: torch.Tensor,
+                  pretrained_head: nn.Module | None) -> nn.Module:
+        o: Options = self.options  # type: ignore[assignment]
+        result = kmeans(features, ctx.num_clusters, niter=o.niter, nredo=o.nredo, seed=ctx.seed, spherical=o.spherical)
+        targets = torch.as_tensor(result.labels, device=ctx.device)
+        torch.manual_seed(ctx.seed)
+        head = ctx.build_head(int(features.shape[1]))
+        optimizer = torch.optim.Adam(head.parameters(), lr=o.lr)
+        backbone.eval()
+        for epoch in range(1, o.epochs + 1):
+            gen = ctx.generator(HEAD_INIT_SALT, epoch)
+            total, steps = 0.0, 0
+            for index in ctx.batches(gen, o.batch_size):
+                if len(index) < 2:
+                    continue
+                with torch.no_grad():
+                    feats = features[index.to(features.device)] if o.view == "raw" else backbone(ctx.view(o.view, index, gen))
+                loss = F.cross_entropy(head(feats.float()), targets[index.to(ctx.device)])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total, steps = total + float(loss.detach()), steps + 1
+            ctx.log_epoch("head_init", epoch, {"loss": total / max(steps, 1)})
+        backbone.train()
+        return head

@@ -1,0 +1,16 @@
+"""Selection `all`: every sample gets its own weak-view argmax as pseudo-label (plain self-training)."""
+
+from __future__ import annotations
+
+import torch
+
+from toolkit.context import Batch, Selection
+from toolkit.hooks import SelectionPlugin
+
+
+class SelectAll(SelectionPlugin):
+    """Every sample, labelled with the trusted argmax on its weak view."""
+
+    def select(self, batch: Batch) -> Selection:
+        labels = batch.confidence.argmax(dim=1)
+        return Selection(index=torch.arange(len(batch), device=labels.device), labels=labels)

@@ -1,0 +1,79 @@
+"""Pretrain `simclr`: backbone + projection MLP trained with NT-Xent on two augmented views."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from plugins.simclr.loss import nt_xent
+from toolkit.context import RunContext
+from toolkit.device import autocast
+from toolkit.errors import TrainingError
+from toolkit.hooks import PretrainPlugin, PretrainResult
+
+PRETRAIN_SALT = 1
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(100, ge=0)
+    batch_size: int = Field(512, ge=4)
+    lr: float = Field(1e-3, gt=0)
+    optimizer: Literal["adam", "sgd"] = "adam"
+    weight_decay: float = Field(1e-6, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    temperature: float = Field(0.5, gt=0)
+    projection_dim: int = Field(128, ge=2)
+    projection_hidden: int = Field(512, ge=2)
+    view: Literal["weak", "strong"] = Field("strong", description="which [views.*] augmentation makes the pairs")
+    cosine_schedule: bool = Field(True, description="cosine learning-rate decay over the epochs")
+
+
+def projection_head(in_dim: int, hidden: int, out: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out))
+
+
+class SimCLRPretrain(PretrainPlugin):
+    """SimCLR: two augmented views per image, NT-Xent on a projection head (dropped afterwards)."""
+
+    Options = Options
+
+    def pretrain(self, ctx: RunContext, backbone: nn.Module) -> PretrainResult:
+        o: Options = self.options  # type: ignore[assignment]
+        torch.manual_seed(ctx.seed)
+        proj = projection_head(int(backbone.out_dim), o.projection_hidden, o.projection_dim).to(ctx.device)
+        params = list(backbone.parameters()) + list(proj.parameters())
+        if o.optimizer == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        else:
+            opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(o.epochs, 1)) if o.cosine_schedule else None
+        view = ctx.views.get(o.view)
+        backbone.train()
+        proj.train()
+        last = float("nan")
+        for epoch in range(1, o.epochs + 1):
+            gen = ctx.generator(PRETRAIN_SALT, epoch)
+            total = torch.zeros((), device=ctx.device)
+            steps = 0
+            for index in ctx.batches(gen, o.batch_size, drop_last=True):
+                images = ctx.images(index)
+                with autocast(ctx.device):
+                    z = proj(backbone(torch.cat([view(images, gen), view(images, gen)])))
+                z1, z2 = z.float().chunk(2)
+                loss = nt_xent(z1, z2, o.temperature)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.detach()
+                steps += 1
+            if sched:
+                sched.step()
+            last = float(total) / max(steps, 1)
+            if last != last or last in (float("inf"), float("-inf")):
+                raise TrainingError(f"stage pretrain (simclr), epoch {epoch}: non-finite loss nt_xent")
+            ctx.log_epoch("pretrain", epoch, {"loss": last})
+        return PretrainResult(backbone, metrics={"loss": last})

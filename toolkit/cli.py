@@ -1,0 +1,150 @@
+"""The `toolkit` command: thin typer app that parses, calls the engine and renders with rich.
+
+User mistakes (bad recipe, missing data, unknown plugin) print one line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from toolkit.errors import TrainingError, UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Deep image clustering experiments: recipes, plugins, MLflow tracking.")
+plugins_app = typer.Typer(no_args_is_help=True, help="Inspect installed plugins.")
+recipes_app = typer.Typer(no_args_is_help=True, help="Check recipes without running them.")
+app.add_typer(plugins_app, name="plugins")
+app.add_typer(recipes_app, name="recipes")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _guard(fn: Callable[[], None]) -> None:
+    """Run `fn`; a user error becomes one red line and exit code 2, a training failure exit code 1."""
+    try:
+        fn()
+    except UserError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2)
+    except TrainingError as exc:
+        err.print(f"[red]training failed:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: continue with --resume and the same --output-dir")
+        raise typer.Exit(code=130)
+
+
+def _quiet_libraries() -> None:
+    for name in ("alembic", "mlflow", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+@app.command()
+def run(
+    recipe: Path = typer.Argument(..., help="Recipe TOML file."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe value: section.key=value (repeatable)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Where the run writes its files."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: the recipe's)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --output-dir from its last epoch."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+) -> None:
+    """Run one experiment end to end and log it to MLflow."""
+
+    def go() -> None:
+        from toolkit.engine import Engine
+        from toolkit.progress import RichProgress
+        from toolkit.recipe import load_recipe
+        from toolkit.summary import summary_table
+        from toolkit.tracking import MlflowTracker
+
+        if resume and output_dir is None:
+            raise UserError("--resume needs --output-dir: the folder of the run to continue")
+        _quiet_libraries()
+        rec = load_recipe(recipe, set_)
+        target = output_dir or Path("runs") / f"{rec.experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        observers = [MlflowTracker()]
+        if progress:
+            observers.append(RichProgress(err))
+        summary = Engine(rec, target, device=device, observers=observers, resume=resume).run()
+        out.print(summary_table(summary))
+        out.print(f"results: {target / 'summary.json'}")
+
+    _guard(go)
+
+
+@plugins_app.command("list")
+def plugins_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Every plugin found through entry points, per slot, with its distribution and version."""
+    from toolkit.plugins import status_of_all
+
+    rows = status_of_all()
+    if as_json:
+        data = [{"slot": r.info.slot, "name": r.info.name, "target": r.info.target, "distribution": r.info.distribution,
+                 "version": r.info.version, "status": "broken" if r.error else "ok", "error": r.error,
+                 "summary": r.summary} for r in rows]
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        return
+    table = Table(title="toolkit plugins")
+    for col in ("slot", "name", "distribution", "version", "status", "description"):
+        table.add_column(col)
+    for r in rows:
+        status = "[red]broken[/]" if r.error else "[green]ok[/]"
+        table.add_row(r.info.slot, r.info.name, r.info.distribution, r.info.version, status, r.error or r.summary)
+    out.print(table)
+
+
+@recipes_app.command("validate")
+def recipes_validate(files: list[Path] = typer.Argument(..., help="Recipe files."),
+                     set_: list[str] = typer.Option([], "--set", help="Overrides to apply before validating.")) -> None:
+    """Validate recipes (including every plugin's options) without running them."""
+    from toolkit.recipe import load_recipe
+
+    failed = 0
+    for f in files:
+        try:
+            load_recipe(f, set_)
+            out.print(f"[green]ok[/]    {f}", highlight=False)
+        except UserError as exc:
+            failed += 1
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    if failed:
+        raise typer.Exit(code=2)
+
+
+@app.command()
+def ui(port: int = typer.Option(5000, help="Port on 127.0.0.1."),
+       host: str = typer.Option("127.0.0.1", help="Interface to bind.")) -> None:
+    """Serve the MLflow UI for the tracking store runs are logged to."""
+    from toolkit.tracking import tracking_uri
+
+    uri, artifacts = tracking_uri()
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
+           "--workers", "1"]
+    if artifacts:
+        cmd += ["--default-artifact-root", artifacts]
+    err.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C stops it)")
+    try:
+        raise typer.Exit(code=subprocess.call(cmd))
+    except KeyboardInterrupt:
+        raise typer.Exit(code=0)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The data plugins receive: unlabeled images, batches, per-epoch state. No ground truth anywhere.
+
+Labels live only in the engine's evaluation path; these types have no field that could carry them,
+so a plugin cannot reach them during training (tests/test_no_label_leak.py checks this).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Iterator
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from toolkit.data.views import BatchView
+    from toolkit.events import EventBus
+
+
+@dataclass(frozen=True)
+class UnlabeledImages:
+    """The training images as plugins see them: uint8 [N, C, H, W], no labels."""
+
+    images: torch.Tensor
+    name: str
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
+
+@dataclass
+class Views:
+    """The three views of an image batch: raw (normalise only), weak and strong augmentation."""
+
+    raw: "BatchView"
+    weak: "BatchView"
+    strong: "BatchView"
+
+    def get(self, name: str) -> "BatchView":
+        return getattr(self, name)
+
+
+@dataclass
+class RunContext:
+    """Everything a plugin may use: data without labels, views, device, seed, logging.
+
+    `build_backbone()` makes a fresh backbone as [model] describes; `build_head(feature_dim)` makes the
+    clustering head in the recipe's shape (head-init plugins should fill one of these, so that a
+    resumed run can rebuild it).
+    """
+
+    data: UnlabeledImages
+    num_clusters: int
+    device: torch.device
+    seed: int
+    views: Views
+    events: "EventBus"
+    build_backbone: Callable[[], nn.Module]
+    build_head: Callable[[int], nn.Module]
+    batch_size: int = 256
+
+    def generator(self, *salt: int) -> torch.Generator:
+        """A CPU generator seeded from the run seed and a salt (stage, epoch): same salt, same draws.
+
+        Seeding per epoch (not one stream for the run) is what makes resumed runs match exactly.
+        """
+        g = torch.Generator()
+        value = self.seed
+        for s in salt:
+            value = (value * 1_000_003 + int(s)) % (2**63 - 1)
+        g.manual_seed(value)
+        return g
+
+    def batches(self, generator: torch.Generator, batch_size: int | None = None, shuffle: bool = True,
+                drop_last: bool = False) -> Iterator[torch.Tensor]:
+        """Yield index tensors over the data set (shuffled with `generator`)."""
+        n = len(self.data)
+        bs = batch_size or self.batch_size
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        stop = n - (n % bs) if drop_last and n >= bs else n
+        for start in range(0, stop, bs):
+            yield order[start:start + bs]
+
+    def images(self, index: torch.Tensor) -> torch.Tensor:
+        """uint8 images for `index`, moved to the run's device."""
+        return self.data.images[index].to(self.device, non_blocking=True)
+
+    def view(self, name: str, index: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Float view `name` (raw/weak/strong) of the images at `index`, on the device."""
+        return self.views.get(name)(self.images(index), generator)
+
+    @torch.no_grad()
+    def encode(self, module: nn.Module, view: str = "raw", batch_size: int | None = None) -> torch.Tensor:
+        """Run `module` over every image (eval mode, given view) and return stacked outputs on the device."""
+        was_training = module.training
+        module.eval()
+        outs = []
+        for index in self.batches(torch.Generator().manual_seed(0), batch_size or 1024, shuffle=False):
+            outs.append(module(self.view(view, index)).float())
+        module.train(was_training)
+        return torch.cat(outs)
+
+    def log_epoch(self, stage: str, epoch: int, metrics: dict[str, float]) -> None:
+        """Report a finished epoch of a plugin-owned stage (progress bars, MLflow, Ray Tune listen)."""
+        self.events.emit("on_epoch_end", stage=stage, epoch=epoch, metrics=metrics, state=None)
+
+    def warn(self, message: str) -> None:
+        self.events.emit("on_warning", message=message)
+
+
+@dataclass
+class Batch:
+    """One training batch: its data-set positions, views, and the clustering head's outputs.
+
+    Both logits carry the gradient (detach `logits_weak` when using it as a target); `confidence` is the
+    calibration plugin's probabilities on the weak view, without gradient. Extra views' features are
+    computed lazily, without gradient, through `features_of`.
+    """
+
+    index: torch.Tensor
+    epoch: int
+    step: int
+    weak: torch.Tensor
+    strong: torch.Tensor
+    features_weak: torch.Tensor
+    features_strong: torch.Tensor
+    logits_weak: torch.Tensor
+    logits_strong: torch.Tensor
+    _raw_fn: Callable[[], torch.Tensor] = field(repr=False, default=None)  # type: ignore[assignment]
+    _encode_fn: Callable[[torch.Tensor], torch.Tensor] = field(repr=False, default=None)  # type: ignore[assignment]
+    confidence: torch.Tensor | None = None
+    _cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    @property
+    def raw(self) -> torch.Tensor:
+        if "raw" not in self._cache:
+            self._cache["raw"] = self._raw_fn()
+        return self._cache["raw"]
+
+    def features_of(self, view: str) -> torch.Tensor:
+        """Backbone features of a view without gradient ('raw', 'weak' or 'strong')."""
+        if view == "weak":
+            return self.features_weak.detach()
+        if view == "strong":
+            return self.features_strong.detach()
+        key = f"features_{view}"
+        if key not in self._cache:
+            with torch.no_grad():
+                self._cache[key] = self._encode_fn(self.raw if view == "raw" else getattr(self, view)).float()
+        return self._cache[key]
+
+
+@dataclass
+class EpochState:
+    """Whole-data-set view at the start of an epoch: raw-view features and both heads' probabilities."""
+
+    epoch: int
+    features: torch.Tensor
+    probs: torch.Tensor
+    confidence: torch.Tensor
+
+
+@dataclass
+class Selection:
+    """Which batch rows get which pseudo-label, with what weight, for a named loss term.
+
+    `index` indexes the batch rows; the loss is cross-entropy of the clustering head's logits on `view`.
+    `normalize`: 'selected' averages over the selected rows, 'batch' over the whole batch (FixMatch).
+    """
+
+    index: torch.Tensor
+    labels: torch.Tensor
+    weights: torch.Tensor | None = None
+    view: str = "strong"
+    name: str = "cluster"
+    normalize: str = "selected"
+    scale: float = 1.0
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])

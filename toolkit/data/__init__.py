@@ -1,0 +1,1 @@
+"""Data sets (in-memory uint8 images) and batched tensor views (raw / weak / strong)."""

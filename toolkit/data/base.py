@@ -1,0 +1,75 @@
+"""The in-memory image container every data set loader returns."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class ImageData:
+    """Images as a uint8 tensor [N, C, H, W]; labels (int64 [N]) only where ground truth exists.
+
+    Labels are for evaluation: the engine never hands them to a plugin during training.
+    """
+
+    images: torch.Tensor
+    labels: np.ndarray | None
+    name: str
+    class_names: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise ValueError(f"{self.name}: images must be uint8 [N, C, H, W], got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels is not None:
+            self.labels = np.asarray(self.labels, dtype=np.int64)
+            if len(self.labels) != len(self.images):
+                raise ValueError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
+    @property
+    def num_classes(self) -> int | None:
+        if self.class_names:
+            return len(self.class_names)
+        if self.labels is None:
+            return None
+        return int(self.labels.max()) + 1
+
+    def fingerprint(self) -> str:
+        """Content hash of the images (not the labels), used to key cached backbones."""
+        h = hashlib.sha256()
+        h.update(str(tuple(self.images.shape)).encode())
+        h.update(self.images.contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+    def subset(self, index: np.ndarray, name: str | None = None) -> "ImageData":
+        idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        labels = None if self.labels is None else self.labels[np.asarray(index)]
+        return ImageData(self.images[idx], labels, name or self.name, self.class_names)
+
+    @staticmethod
+    def concat(parts: list["ImageData"], name: str) -> "ImageData":
+        images = torch.cat([p.images for p in parts])
+        labels = None if any(p.labels is None for p in parts) else np.concatenate([p.labels for p in parts])
+        return ImageData(images, labels, name, parts[0].class_names)
+
+
+@dataclass
+class DataSplits:
+    """What a loader returns: the set to train on and, under the split protocol, a held-out test set."""
+
+    train: ImageData
+    test: ImageData | None = None

@@ -1,0 +1,42 @@
+"""The `[data]` recipe section: which data set, where it lives and how to shape its images."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class DataConfig(BaseModel):
+    """Validated data settings; unknown keys are refused so recipe typos surface at load time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = "digits"
+    root: str | None = None
+    download: bool = False
+    num_clusters: int | None = Field(default=None, ge=2)  # read by the engine, not by loaders
+    image_size: int | None = Field(default=None, ge=4)
+    channels: Literal[1, 3] | None = None
+    labels: bool = True
+    num_samples: int = Field(default=600, ge=10)
+    num_classes: int = Field(default=4, ge=2)
+    synthetic_size: int = Field(default=16, ge=4)
+    synthetic_channels: Literal[1, 3] = 3
+    test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
+        # Imported here: the registry imports this module, so a top-level import would be circular.
+        from toolkit.data.registry import DATASETS
+
+        if name not in DATASETS:
+            raise ValueError(f"unknown data set {name!r}; valid names: {', '.join(sorted(DATASETS))}")
+        return name
+
+    @model_validator(mode="after")
+    def _root_where_needed(self) -> "DataConfig":
+        if self.dataset == "image_folder" and not self.root:
+            raise ValueError("data set 'image_folder' needs root = the folder that holds the images")
+        return self

@@ -1,0 +1,160 @@
+"""The self-labeling epoch: forward weak+strong views, ask the plugins, sum the losses, step.
+
+Per-step numbers stay on the device and are read once per epoch, so the loop does not stall a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolkit.context import Batch, RunContext, Selection
+from toolkit.device import autocast
+from toolkit.errors import TrainingError
+from toolkit.hooks import CalibrationPlugin, GenerationPlugin, SelectionPlugin
+
+SELF_LABEL_SALT = 3
+
+
+@dataclass
+class Models:
+    backbone: nn.Module
+    head: nn.Module
+    freeze_backbone: bool = False
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.freeze_backbone:
+            with torch.no_grad():
+                feats = self.backbone(images)
+        else:
+            feats = self.backbone(images)
+        return feats, self.head(feats)
+
+
+@dataclass
+class Probe:
+    """Engine-side ground truth for pseudo-label accuracy; never passed to a plugin."""
+
+    labels: torch.Tensor | None = None
+    cluster_to_class: torch.Tensor | None = None
+
+    def correct(self, index: torch.Tensor, pseudo: torch.Tensor) -> torch.Tensor | None:
+        if self.labels is None or self.cluster_to_class is None:
+            return None
+        return (self.cluster_to_class[pseudo] == self.labels[index]).sum()
+
+
+@dataclass
+class EpochTotals:
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    steps: int = 0
+
+    def add(self, name: str, value: torch.Tensor | float) -> None:
+        v = value.detach().float() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+        self.sums[name] = self.sums[name] + v if name in self.sums else v
+
+
+def selection_loss(batch: Batch, sel: Selection) -> torch.Tensor:
+    """Weighted cross-entropy of the clustering head on `sel.view` for the selected rows."""
+    logits = batch.logits_strong if sel.view == "strong" else batch.logits_weak
+    if len(sel) == 0:
+        return logits.sum() * 0.0
+    per = F.cross_entropy(logits[sel.index].float(), sel.labels, reduction="none")
+    if sel.weights is not None:
+        per = per * sel.weights
+    denom = len(batch) if sel.normalize == "batch" else len(sel)
+    return sel.scale * per.sum() / denom
+
+
+def _as_list(result: Selection | list[Selection]) -> list[Selection]:
+    return result if isinstance(result, list) else [result]
+
+
+def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.optim.Optimizer,
+                selection: SelectionPlugin, calibration: CalibrationPlugin, generation: GenerationPlugin,
+                probe: Probe, grad_clip: float | None = None,
+                on_step: Callable[[int], None] | None = None) -> dict[str, float]:
+    """One pass over the training set; returns mean losses, selected fractions, pseudo-label accuracy."""
+    gen = ctx.generator(SELF_LABEL_SALT, epoch)
+    models.backbone.train(not models.freeze_backbone)
+    models.head.train()
+    totals = EpochTotals()
+    k = ctx.num_clusters
+    per_cluster = torch.zeros(k, device=ctx.device)
+    seen = 0
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for step, index in enumerate(ctx.batches(gen, drop_last=True)):
+        uint8 = ctx.images(index)
+        weak = ctx.views.weak(uint8, gen)
+        strong = ctx.views.strong(uint8, gen)
+        with autocast(ctx.device):
+            feats, logits = models.forward(torch.cat([weak, strong]))
+        fw, fs = feats.float().chunk(2)
+        lw, ls = logits.float().chunk(2)
+        index_dev = index.to(ctx.device)
+        batch = Batch(index=index_dev, epoch=epoch, step=step, weak=weak, strong=strong, features_weak=fw,
+                      features_strong=fs, logits_weak=lw, logits_strong=ls,
+                      _raw_fn=lambda u=uint8: ctx.views.raw(u),
+                      _encode_fn=lambda x: models.backbone(x))
+        with torch.no_grad():
+            batch.confidence = calibration.confidence(batch).detach()
+        selections = _as_list(selection.select(batch))
+        losses: dict[str, torch.Tensor] = {}
+        chosen = torch.zeros(len(batch), dtype=torch.bool, device=ctx.device)
+        for sel in selections:
+            losses[f"loss_{sel.name}"] = selection_loss(batch, sel)
+            totals.add(f"selected_{sel.name}", torch.tensor(float(len(sel))))
+            chosen[sel.index] = True
+            correct = probe.correct(index_dev[sel.index], sel.labels)
+            if correct is not None:
+                totals.add(f"correct_{sel.name}", correct)
+            if sel is selections[0]:
+                per_cluster += torch.bincount(sel.labels, minlength=k)[:k].float()
+        totals.add("selected_any", chosen.sum())
+        losses.update({f"loss_{n}": v for n, v in calibration.loss(batch).items()})
+        losses.update({f"loss_{n}": v for n, v in generation.loss(batch, models.forward).items()})
+        total = sum(losses.values())
+        if not torch.isfinite(total):
+            bad = [n for n, v in losses.items() if not torch.isfinite(v)]
+            raise TrainingError(f"stage self_label, epoch {epoch}, step {step}: non-finite loss in {', '.join(bad)}")
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        for n, v in losses.items():
+            totals.add(n, v)
+        totals.add("loss", total)
+        totals.steps += 1
+        seen += len(batch)
+        if on_step:
+            on_step(step)
+    return _summarise(totals, seen, per_cluster, selections_names=[s for s in totals.sums if s.startswith("selected_")])
+
+
+def _summarise(totals: EpochTotals, seen: int, per_cluster: torch.Tensor, selections_names: list[str]) -> dict[str, float]:
+    values = {n: float(v) for n, v in totals.sums.items()}  # one host read per epoch
+    steps = max(totals.steps, 1)
+    out: dict[str, float] = {}
+    for n, v in values.items():
+        if n.startswith("loss"):
+            out[n] = v / steps
+    for n in selections_names:
+        if n == "selected_any":
+            out["selected_fraction"] = values[n] / max(seen, 1)
+            continue
+        term = n[len("selected_"):]
+        out[f"selected_fraction_{term}"] = values[n] / max(seen, 1)
+        if f"correct_{term}" in values and values[n] > 0:
+            out[f"pseudo_label_acc_{term}"] = values[f"correct_{term}"] / values[n]
+    first = next((n for n in selections_names if n != "selected_any"), None)
+    if first and f"pseudo_label_acc_{first[len('selected_'):]}" in out:
+        out["pseudo_label_acc"] = out[f"pseudo_label_acc_{first[len('selected_'):]}"]
+    counts = per_cluster.cpu()
+    out["selected_min_cluster"] = float(counts.min()) if counts.numel() else 0.0
+    out["selected_empty_clusters"] = float((counts == 0).sum())
+    return out

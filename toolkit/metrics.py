@@ -1,0 +1,123 @@
+"""Clustering quality (ACC, NMI, ARI) and calibration (ECE) metrics; all return python floats.
+
+Cluster ids are arbitrary, so accuracy first matches clusters to classes (Hungarian, one-to-one).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from toolkit.ops.matching import contingency, hungarian_map
+
+
+def cluster_acc(pred: np.ndarray, target: np.ndarray) -> float:
+    """Best one-to-one cluster->class accuracy; clusters left unmatched count as wrong."""
+    table = contingency(pred, target)
+    if table.sum() == 0:
+        raise ValueError("cluster_acc needs at least one sample")
+    mapping = hungarian_map(pred, target)
+    matched = mapping >= 0
+    return float(table[np.flatnonzero(matched), mapping[matched]].sum() / table.sum())
+
+
+def many_to_one_acc(pred: np.ndarray, target: np.ndarray) -> float:
+    """Accuracy when every cluster takes its majority class (fair for over-clustering, K > classes)."""
+    table = contingency(pred, target)
+    if table.sum() == 0:
+        raise ValueError("many_to_one_acc needs at least one sample")
+    return float(table.max(axis=1).sum() / table.sum())
+
+
+def nmi(pred: np.ndarray, target: np.ndarray) -> float:
+    """Normalised mutual information, arithmetic-mean normalisation (the usual paper convention)."""
+    return float(normalized_mutual_info_score(target, pred, average_method="arithmetic"))
+
+
+def nmi_geometric(pred: np.ndarray, target: np.ndarray) -> float:
+    """NMI with geometric-mean normalisation (used by some older papers)."""
+    return float(normalized_mutual_info_score(target, pred, average_method="geometric"))
+
+
+def ari(pred: np.ndarray, target: np.ndarray) -> float:
+    """Adjusted Rand index: 1 = identical partitions, ~0 = chance (slightly negative is possible)."""
+    return float(adjusted_rand_score(target, pred))
+
+
+def _bin_index(confidence: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Edges of equal-width bins (0,1/n], ..., ((n-1)/n,1] and each confidence's bin (0 goes to bin 0)."""
+    if n_bins < 1:
+        raise ValueError("n_bins must be >= 1")
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    return edges, idx
+
+
+def reliability_bins(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> dict[str, np.ndarray]:
+    """Per-bin accuracy, mean confidence and count; empty bins have acc = conf = 0 and count 0."""
+    conf = np.asarray(confidence, dtype=np.float64).ravel()
+    hit = np.asarray(correct, dtype=np.float64).ravel()
+    if conf.shape != hit.shape:
+        raise ValueError(f"confidence and correct differ in length: {conf.size} vs {hit.size}")
+    edges, idx = _bin_index(conf, n_bins)
+    count = np.bincount(idx, minlength=n_bins).astype(np.int64)
+    safe = np.maximum(count, 1)
+    return {
+        "bin_edges": edges,
+        "bin_acc": np.bincount(idx, weights=hit, minlength=n_bins) / safe,
+        "bin_conf": np.bincount(idx, weights=conf, minlength=n_bins) / safe,
+        "bin_count": count,
+    }
+
+
+def ece(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
+    """Expected calibration error: sum over bins of (bin share) * |accuracy - mean confidence|."""
+    bins = reliability_bins(confidence, correct, n_bins)
+    total = bins["bin_count"].sum()
+    if total == 0:
+        raise ValueError("ece needs at least one sample")
+    gap = np.abs(bins["bin_acc"] - bins["bin_conf"])
+    return float((bins["bin_count"] * gap).sum() / total)
+
+
+def map_predictions(
+    pred: np.ndarray, target: np.ndarray, n_pred: int | None = None, n_true: int | None = None
+) -> np.ndarray:
+    """Cluster ids rewritten as the class ids they match one-to-one (-1 for unmatched clusters)."""
+    mapping = hungarian_map(pred, target, n_pred, n_true)
+    return mapping[np.asarray(pred, dtype=np.int64)]
+
+
+def _size_entropy(pred: np.ndarray, k: int) -> tuple[float, int]:
+    """Normalised entropy of cluster sizes (1 = balanced) and the number of empty clusters."""
+    sizes = np.bincount(pred, minlength=k).astype(np.float64)
+    p = sizes[sizes > 0] / sizes.sum()
+    entropy = float(-(p * np.log(p)).sum() / np.log(k)) if k > 1 else 1.0
+    return entropy, int((sizes == 0).sum())
+
+
+def evaluate(probs: np.ndarray, target: np.ndarray | None = None) -> dict[str, float]:
+    """All metrics for soft assignments [N, K]; label-free ones always, supervised ones with target."""
+    probs = np.asarray(probs)
+    if probs.ndim != 2 or probs.shape[0] == 0:
+        raise ValueError(f"probs must be a non-empty [N, K] array, got shape {probs.shape}")
+    k = probs.shape[1]
+    pred = probs.argmax(axis=1).astype(np.int64)
+    confidence = probs.max(axis=1).astype(np.float64)
+    entropy, empty = _size_entropy(pred, k)
+    out = {"mean_confidence": float(confidence.mean()), "cluster_entropy": entropy, "empty_clusters": float(empty)}
+    if target is None:
+        return out
+    target = np.asarray(target, dtype=np.int64)
+    if target.shape != pred.shape:
+        raise ValueError(f"target has {target.size} labels for {pred.size} predictions")
+    correct = map_predictions(pred, target, n_pred=k) == target
+    out.update(
+        acc=cluster_acc(pred, target),
+        many_to_one_acc=many_to_one_acc(pred, target),
+        nmi=nmi(pred, target),
+        nmi_geometric=nmi_geometric(pred, target),
+        ari=ari(pred, target),
+        ece=ece(confidence, correct),
+    )
+    return out

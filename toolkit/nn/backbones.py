@@ -1,0 +1,129 @@
+"""Feature backbones by name: each maps images [B,C,H,W] to features [B,D] and exposes ``out_dim = D``.
+
+Recipes name a backbone; plugins may add more with ``register_backbone`` (e.g. from entry points).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+from torchvision import models
+
+from toolkit.nn.config import BackboneConfig
+
+#: A builder receives the config, the image channel count and (height, width) and returns the module.
+BackboneBuilder = Callable[[BackboneConfig, int, tuple[int, int]], nn.Module]
+
+
+class MLPBackbone(nn.Module):
+    """Flattened pixels through Linear-BN-ReLU layers; a baseline that ignores image structure."""
+
+    def __init__(self, in_features: int, hidden_dims: list[int]):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        prev = in_features
+        for dim in hidden_dims:
+            layers += [nn.Linear(prev, dim), nn.BatchNorm1d(dim), nn.ReLU(inplace=True)]
+            prev = dim
+        self.net = nn.Sequential(*layers)
+        self.out_dim = prev
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+class SmallCNN(nn.Module):
+    """Three conv-BN-ReLU blocks for 8x8..32x32 images.
+
+    The last map is average-pooled to at most 4x4 and flattened rather than globally pooled,
+    because where strokes are (digit layout) is what separates the classes of small images.
+    """
+
+    def __init__(self, in_channels: int, image_size: tuple[int, int], width: int = 64):
+        super().__init__()
+        h, w = image_size
+        grid = (max(1, min(4, h // 4)), max(1, min(4, w // 4)))
+        self.net = nn.Sequential(
+            *_conv_bn_relu(in_channels, width),
+            nn.MaxPool2d(2) if min(h, w) >= 2 else nn.Identity(),
+            *_conv_bn_relu(width, 2 * width),
+            nn.MaxPool2d(2) if min(h, w) >= 4 else nn.Identity(),
+            *_conv_bn_relu(2 * width, 2 * width),
+            nn.AdaptiveAvgPool2d(grid),
+            nn.Flatten(),
+        )
+        self.out_dim = 2 * width * grid[0] * grid[1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Projected(nn.Module):
+    """A backbone followed by Linear-BN-ReLU to a chosen feature size (``BackboneConfig.out_dim``)."""
+
+    def __init__(self, body: nn.Module, out_dim: int):
+        super().__init__()
+        self.body = body
+        self.proj = nn.Sequential(nn.Linear(int(body.out_dim), out_dim), nn.BatchNorm1d(out_dim), nn.ReLU(inplace=True))
+        self.out_dim = out_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.body(x))
+
+
+def _cifar_resnet(factory: Callable[..., models.ResNet], in_channels: int) -> nn.Module:
+    """torchvision ResNet with the CIFAR stem (3x3 stride-1 conv, no max-pool) and no classifier."""
+    net = factory(weights=None)
+    net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision does
+    net.maxpool = nn.Identity()
+    net.fc = nn.Identity()
+    net.out_dim = 512
+    return net
+
+
+def _build_mlp(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
+    return MLPBackbone(in_channels * image_size[0] * image_size[1], list(cfg.hidden_dims))
+
+
+def _build_small_cnn(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
+    return SmallCNN(in_channels, image_size, cfg.width)
+
+
+def _build_resnet18(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
+    return _cifar_resnet(models.resnet18, in_channels)
+
+
+def _build_resnet34(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
+    return _cifar_resnet(models.resnet34, in_channels)
+
+
+BACKBONES: dict[str, BackboneBuilder] = {
+    "mlp": _build_mlp,
+    "small_cnn": _build_small_cnn,
+    "resnet18": _build_resnet18,
+    "resnet34": _build_resnet34,
+}
+
+
+def register_backbone(name: str, builder: BackboneBuilder) -> None:
+    """Add a backbone under ``name``; refuses to silently replace an existing one."""
+    if name in BACKBONES:
+        raise ValueError(f"backbone {name!r} is already registered")
+    BACKBONES[name] = builder
+
+
+def build_backbone(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
+    """Build the named backbone (plus the optional projection); the result has an int ``out_dim``."""
+    module = BACKBONES[cfg.name](cfg, in_channels, tuple(image_size))
+    if not isinstance(getattr(module, "out_dim", None), int):
+        raise TypeError(f"backbone {cfg.name!r} did not set an int attribute out_dim")
+    if cfg.out_dim is not None:
+        module = Projected(module, cfg.out_dim)
+    return module

@@ -1,0 +1,39 @@
+"""Recipe section describing the feature backbone; validated so typos fail before training starts."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class BackboneConfig(BaseModel):
+    """Which backbone to build and its few size knobs.
+
+    - ``name``: a key of ``toolkit.nn.backbones.BACKBONES`` (built-ins: mlp, small_cnn, resnet18, resnet34).
+    - ``hidden_dims``: layer widths of ``mlp``; the feature is the last one. Ignored by other backbones.
+    - ``width``: base channel count of ``small_cnn``. Ignored by other backbones.
+    - ``out_dim``: when set, a Linear-BatchNorm-ReLU projection to this size is appended to any backbone;
+      when None the feature size is the architecture's own (``module.out_dim`` tells it).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "resnet18"
+    hidden_dims: list[int] = Field(default_factory=lambda: [512, 512])
+    width: int = Field(default=64, ge=1)
+    out_dim: int | None = Field(default=None, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _known_name(cls, value: str) -> str:
+        from toolkit.nn.backbones import BACKBONES
+
+        if value not in BACKBONES:
+            raise ValueError(f"unknown backbone {value!r}; valid names: {', '.join(sorted(BACKBONES))}")
+        return value
+
+    @field_validator("hidden_dims")
+    @classmethod
+    def _positive_dims(cls, value: list[int]) -> list[int]:
+        if not value or any(d < 1 for d in value):
+            raise ValueError("hidden_dims must be a non-empty list of positive integers")
+        return value

@@ -1,0 +1,71 @@
+"""Evaluation figures written straight to PNG with the Agg canvas (no pyplot, no global state)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from toolkit.metrics import ece, reliability_bins
+from toolkit.ops.matching import contingency, hungarian_map
+
+_ANNOTATE_MAX_CELLS = 400  # beyond this many cells the numbers become unreadable
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(out, format="png", dpi=120, bbox_inches="tight")
+    return out
+
+
+def reliability_diagram_png(
+    confidence: np.ndarray, correct: np.ndarray, path: str | Path, n_bins: int = 15, title: str = ""
+) -> Path:
+    """Bars of accuracy per confidence bin against the diagonal of perfect calibration; ECE in the title."""
+    bins = reliability_bins(confidence, correct, n_bins)
+    edges, count = bins["bin_edges"], bins["bin_count"]
+    filled = count > 0
+    fig = Figure(figsize=(4.5, 4.5))
+    ax = fig.add_subplot()
+    width = np.diff(edges)
+    ax.bar(edges[:-1][filled], bins["bin_acc"][filled], width=width[filled], align="edge",
+           edgecolor="black", color="tab:blue", label="accuracy")
+    ax.bar(edges[:-1][filled], (bins["bin_conf"] - bins["bin_acc"])[filled], bottom=bins["bin_acc"][filled],
+           width=width[filled], align="edge", color="tab:red", alpha=0.3, label="gap to confidence")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
+    ax.legend(loc="upper left", fontsize="small")
+    head = f"{title} " if title else ""
+    ax.set_title(f"{head}(ECE = {ece(confidence, correct, n_bins):.4f})")
+    return _save(fig, path)
+
+
+def confusion_matrix_png(pred: np.ndarray, target: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """Rows = true classes, columns = clusters ordered by their Hungarian match (diagonal = matching).
+
+    Unmatched clusters come last, largest first.
+    """
+    table = contingency(pred, target)  # [clusters, classes]
+    mapping = hungarian_map(pred, target)
+    matched = np.flatnonzero(mapping >= 0)
+    unmatched = np.flatnonzero(mapping < 0)
+    order = np.concatenate([matched[np.argsort(mapping[matched])], unmatched[np.argsort(-table[unmatched].sum(1))]])
+    matrix = table[order].T  # [classes, clusters in display order]
+    n_true, n_pred = matrix.shape
+    fig = Figure(figsize=(max(4.0, 0.45 * n_pred + 2), max(3.5, 0.45 * n_true + 1.5)))
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, cmap="Blues", aspect="auto")
+    fig.colorbar(image, ax=ax)
+    ax.set_xticks(range(n_pred), [str(c) for c in order], rotation=90 if n_pred > 20 else 0)
+    ax.set_yticks(range(n_true), [str(c) for c in range(n_true)])
+    ax.set(xlabel="cluster (ordered by matched class)", ylabel="true class", title=title or "confusion matrix")
+    if matrix.size <= _ANNOTATE_MAX_CELLS:
+        threshold = matrix.max() / 2 if matrix.size else 0
+        for (row, col), value in np.ndenumerate(matrix):
+            ax.text(col, row, str(value), ha="center", va="center", fontsize=7,
+                    color="white" if value > threshold else "black")
+    return _save(fig, path)

@@ -1,0 +1,127 @@
+"""MLflow tracking as an observer: params, tags, per-epoch metrics, artifacts, run status.
+
+The store is MLFLOW_TRACKING_URI when set, else a local SQLite file under ./mlruns (no server).
+A crashed run is closed as FAILED with its error, so nothing is left dangling as RUNNING.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import UserError
+from toolkit.events import Observer
+
+_PARAM_CHUNK, _TAG_CHUNK, _METRIC_CHUNK = 100, 100, 1000
+
+
+def default_store(root: str | Path | None = None) -> tuple[str, str]:
+    """(tracking URI, artifact root) for the local store under `root` (default: ./mlruns)."""
+    base = Path(root or "mlruns").resolve()
+    base.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{base / 'mlflow.db'}", (base / "artifacts").as_uri()
+
+
+def tracking_uri() -> tuple[str, str | None]:
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env, None
+    return default_store()
+
+
+class MlflowTracker(Observer):
+    """Logs one run. Metrics of plugin stages get the stage as prefix (pretrain_loss, ...)."""
+
+    def __init__(self, uri: str | None = None, artifact_root: str | None = None, experiment: str | None = None,
+                 parent_run_id: str | None = None) -> None:
+        import logging
+
+        from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        if uri is None:
+            uri, artifact_root = tracking_uri()
+        self.uri, self.artifact_root, self.experiment_name = uri, artifact_root, experiment
+        self.parent_run_id = parent_run_id
+        self.client = MlflowClient(tracking_uri=uri)
+        self.run_id: str | None = None
+
+    def _experiment_id(self, name: str) -> str:
+        try:
+            exp = self.client.get_experiment_by_name(name)
+            if exp is not None:
+                return exp.experiment_id
+            return self.client.create_experiment(name, artifact_location=self.artifact_root)
+        except Exception as exc:  # noqa: BLE001 - any store failure means we cannot track
+            if "already exists" in str(exc):  # created by a concurrent run meanwhile
+                return self.client.get_experiment_by_name(name).experiment_id
+            raise UserError(f"MLflow tracking store {self.uri} is unreachable: {str(exc).splitlines()[0][:200]}") from None
+
+    def on_run_start(self, *, run: Any) -> None:
+        from mlflow.entities import Param, RunTag
+
+        recipe = run.recipe
+        exp_id = self._experiment_id(self.experiment_name or recipe.experiment.name)
+        if run.resume_run_id:
+            self.run_id = run.resume_run_id
+            self.client.update_run(self.run_id, status="RUNNING")
+        else:
+            tags = {"protocol": recipe.experiment.protocol, "oracle": str(recipe.experiment.oracle).lower(),
+                    "dataset": recipe.model.data.dataset, "device": str(run.device), "recipe_file": recipe.source}
+            if self.parent_run_id:
+                tags["mlflow.parentRunId"] = self.parent_run_id
+            created = self.client.create_run(exp_id, run_name=f"{recipe.experiment.name}-s{recipe.experiment.seed}",
+                                             tags=tags)
+            self.run_id = created.info.run_id
+            params = [Param(k, v[:6000]) for k, v in recipe.flat_params().items()]
+            for i in range(0, len(params), _PARAM_CHUNK):
+                self.client.log_batch(self.run_id, params=params[i:i + _PARAM_CHUNK])
+        tags = [RunTag(f"plugin.{slot}", p["name"]) for slot, p in run.plugins.items()]
+        tags += [RunTag(f"plugin.{slot}.distribution", f"{p['distribution']} {p['version']}") for slot, p in run.plugins.items()]
+        tags += [RunTag("output_dir", str(Path(run.output_dir).resolve()))]
+        for i in range(0, len(tags), _TAG_CHUNK):
+            self.client.log_batch(self.run_id, tags=tags[i:i + _TAG_CHUNK])
+        run.mlflow_run_id = self.run_id
+        self._run_tags = run.tags
+
+    def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict[str, float], state: Any) -> None:
+        from mlflow.entities import Metric
+
+        if self.run_id is None:
+            return
+        now = int(time.time() * 1000)
+        prefix = "" if stage == "self_label" else f"{stage}_"
+        items = [Metric(f"{prefix}{k}", float(v), now, epoch) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and math.isfinite(float(v))]
+        for i in range(0, len(items), _METRIC_CHUNK):
+            self.client.log_batch(self.run_id, metrics=items[i:i + _METRIC_CHUNK])
+
+    def on_run_end(self, *, summary: dict[str, Any], output_dir: Any) -> None:
+        from mlflow.entities import RunTag
+
+        if self.run_id is None:
+            return
+        tags = [RunTag(k, str(v)) for k, v in getattr(self, "_run_tags", {}).items()]
+        if tags:
+            self.client.log_batch(self.run_id, tags=tags)
+        out = Path(output_dir)
+        for name in ("recipe.toml", "summary.json", "reliability.png", "reliability_clu.png", "confusion.png",
+                     "predictions.npy"):
+            if (out / name).is_file():
+                self.client.log_artifact(self.run_id, str(out / name))
+        if (out / "checkpoints" / "final.pt").is_file():
+            self.client.log_artifact(self.run_id, str(out / "checkpoints" / "final.pt"), artifact_path="checkpoints")
+        self.client.set_terminated(self.run_id, status="FINISHED")
+
+    def on_exception(self, *, error: BaseException) -> None:
+        if self.run_id is None:
+            return
+        from mlflow.entities import RunTag
+
+        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+        self.client.log_batch(self.run_id, tags=[RunTag("error", f"{type(error).__name__}: {error}"[:5000])])
+        self.client.set_terminated(self.run_id, status=status)
