@@ -161,6 +161,21 @@ def test_cifar20_uses_coarse_labels(tmp_path: Path) -> None:
     assert np.array_equal(splits.test.images[3].numpy().reshape(-1), row)
 
 
+def test_cifar_pickle_from_numpy1_names_legacy_module(tmp_path: Path) -> None:
+    """The official files were written by numpy 1.x, whose arrays name `numpy.core.multiarray`."""
+    rng = np.random.default_rng(3)
+    batch = _cifar_batch(2, rng, b"coarse_labels", 20)
+    raw = pickle.dumps(batch, protocol=2)
+    assert b"numpy._core.multiarray" in raw
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    for name in ("train", "test"):
+        (folder / name).write_bytes(raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    splits = load_data(DataConfig(dataset="cifar20", root=str(tmp_path)), "split")
+    assert splits.test is not None
+    assert np.array_equal(splits.test.images.numpy().reshape(2, -1), batch[b"data"])
+
+
 class _Evil:
     def __init__(self, marker: Path) -> None:
         self.marker = marker

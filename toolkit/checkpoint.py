@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from toolkit.errors import UserError
+from toolkit.events import Observer
 
 
 class CheckpointError(UserError):
@@ -46,3 +47,14 @@ def load_safe(path: str | Path, map_location: str | torch.device = "cpu") -> Any
     except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint (corrupt, truncated or unsafe): {first[:200]}") from None
+
+
+class CheckpointWriter(Observer):
+    """Observer: after each self-labeling epoch, atomically rewrite `<run>/checkpoints/last.pt`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict[str, float], state: Any) -> None:
+        if stage == "self_label" and state is not None:
+            save_atomic(state.state_dict(), self.path)

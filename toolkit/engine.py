@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from toolkit import cache
-from toolkit.checkpoint import load_safe
+from toolkit.checkpoint import CheckpointWriter, load_safe
 from toolkit.context import EpochState, RunContext, UnlabeledImages, Views
 from toolkit.data.base import DataSplits, ImageData
 from toolkit.data.registry import load_data
@@ -96,7 +96,8 @@ class Engine:
         self.cfg = recipe.model
         self.output_dir = Path(output_dir)
         self.device_name = device or self.cfg.experiment.device
-        self.events = EventBus(observers)
+        # The checkpoint writer listens first, so observers that fail (or interrupt) come after it.
+        self.events = EventBus([CheckpointWriter(self.output_dir / LAST_CHECKPOINT), *(observers or [])])
         self.resume = resume
 
     # ----------------------------------------------------------------------------------- set-up
@@ -185,6 +186,7 @@ class Engine:
         if ckpt is not None:
             head = ctx.build_head(_feature_dim(backbone, ctx))
         else:
+            seed_everything(ctx.seed + 2)  # same draws whether the backbone came from the cache or not
             self.events.emit("on_stage_start", stage="head_init", total=None)
             features = ctx.encode(backbone)
             head = head_init.init_head(ctx, backbone, features, pretrained_head).to(ctx.device)
@@ -218,6 +220,7 @@ class Engine:
             self.events.emit("on_epoch_end", stage="self_label", epoch=0, metrics=metrics, state=None)
         self.events.emit("on_stage_start", stage="self_label", total=tcfg.epochs)
         for epoch in range(state.epoch + 1, tcfg.epochs + 1):
+            seed_everything(ctx.seed * 1_000_003 + epoch)  # per-epoch seeding: resumed runs match exactly
             selection.on_epoch_start(ctx, epoch_state)
             generation.on_epoch_start(ctx, epoch_state)
             try:

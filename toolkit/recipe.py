@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from toolkit.data.config import DataConfig
 from toolkit.data.views import AugmentConfig
@@ -46,10 +46,21 @@ class ModelConfig(_Strict):
     out_dim: int | None = Field(None, ge=1)
     head_hidden_dim: int | None = Field(None, ge=1)
 
-    @model_validator(mode="after")
-    def _check_backbone(self) -> "ModelConfig":
-        self.backbone_config()
-        return self
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        from toolkit.nn.backbones import BACKBONES
+
+        if value not in BACKBONES:
+            raise ValueError(f"unknown backbone {value!r}; valid names: {', '.join(sorted(BACKBONES))}")
+        return value
+
+    @field_validator("hidden_dims")
+    @classmethod
+    def _positive(cls, value: list[int]) -> list[int]:
+        if not value or any(d < 1 for d in value):
+            raise ValueError("must be a non-empty list of positive integers")
+        return value
 
     def backbone_config(self) -> BackboneConfig:
         return BackboneConfig(name=self.backbone, hidden_dims=self.hidden_dims, width=self.width, out_dim=self.out_dim)
@@ -202,7 +213,7 @@ def _error_from_validation(exc: ValidationError, file: str, prefix: tuple[str, .
     loc = prefix + tuple(str(x) for x in err["loc"])
     section = ".".join(loc[:-1]) if len(loc) > 1 else (loc[0] if loc else None)
     key = loc[-1] if len(loc) > 1 else None
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
         valid = _valid_keys(model, loc[len(prefix):-1]) if model else []

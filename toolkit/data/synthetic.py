@@ -1,7 +1,8 @@
 """Generated labelled images of any size and class count: learnable clusters with no files needed.
 
 Each class owns a random smooth template (low-frequency noise upsampled); a sample is its class
-template, shifted by a few pixels, with per-sample contrast/brightness changes and pixel noise.
+template, circularly shifted by up to 20% of the side, with per-sample, per-channel contrast, a
+brightness offset and pixel noise, so k-means on raw pixels only partly recovers the classes.
 The data (not only the split) depends on `seed`.
 """
 

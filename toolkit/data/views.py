@@ -58,7 +58,8 @@ class AugmentConfig(BaseModel):
 
     @property
     def geometric(self) -> bool:
-        return self.crop_scale != (1.0, 1.0) or self.degrees > 0 or self.translate > 0 or self.shear > 0 or self.scale != (1.0, 1.0)
+        moves = self.degrees > 0 or self.translate > 0 or self.shear > 0
+        return moves or self.crop_scale != (1.0, 1.0) or self.scale != (1.0, 1.0)
 
     @property
     def jitter(self) -> bool:
@@ -180,7 +181,7 @@ def _geometric(x: torch.Tensor, cfg: AugmentConfig, rng: _Draw) -> torch.Tensor:
         tx, ty = zero, zero
 
     # Forward affine A = R(angle) @ Shear_x @ scale (pixel units, origin at the image centre).
-    cos, sin, tan = angle.cos(), angle.sin(), shear.tan()
+    cos, sin, tan = angle.cos(), angle.sin(), -shear.tan()  # sign as torchvision: +shear tilts rightwards
     a = torch.stack([torch.stack([cos, cos * tan - sin], -1), torch.stack([sin, sin * tan + cos], -1)], -2)
     a = a * scale.view(-1, 1, 1)
     a_inv = torch.linalg.inv(a)

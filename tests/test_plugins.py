@@ -1,0 +1,83 @@
+"""Entry-point discovery, lazy loading, API-version checks and `toolkit plugins list`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from toolkit.errors import PluginError
+from toolkit.hooks import SLOT_BASES, SLOTS
+from toolkit.plugins import check_api_version, discover, find, load
+
+from conftest import ROOT, toolkit_env
+
+EXPECTED = {
+    "pretrain": {"none", "simclr"},
+    "head_init": {"random", "kmeans_pseudo_label"},
+    "selection": {"all", "threshold"},
+    "calibration": {"none"},
+    "generation": {"none"},
+}
+
+
+def test_first_party_plugins_come_through_entry_points() -> None:
+    for slot, names in EXPECTED.items():
+        found = {p.name for p in discover(slot)}
+        assert names <= found, (slot, found)
+        for p in discover(slot):
+            if p.name in names:
+                assert p.distribution == "deepclust-toolkit"
+                cls = p.load()
+                assert issubclass(cls, SLOT_BASES[slot])
+
+
+def test_unknown_plugin_lists_valid_names() -> None:
+    with pytest.raises(PluginError, match="unknown selection plugin 'nope'; installed: .*threshold"):
+        find("selection", "nope")
+
+
+def test_loading_imports_only_the_chosen_plugin() -> None:
+    code = (
+        "import sys\n"
+        "from toolkit.recipe import validate\n"
+        "validate({'pretrain': {'method': 'none'}})\n"
+        "print('plugins.simclr.plugin' in sys.modules, 'plugins.baseline.pretrain_none' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
+def test_core_never_imports_a_plugin() -> None:
+    offenders = []
+    for path in (ROOT / "toolkit").rglob("*.py"):
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("import plugins", "from plugins")):
+                offenders.append(f"{path}: {stripped}")
+    assert not offenders
+
+
+def test_api_version_ranges() -> None:
+    check_api_version("p", ">=1.0,<2.0")
+    with pytest.raises(PluginError, match="supports toolkit API >=2.0"):
+        check_api_version("p", ">=2.0")
+    with pytest.raises(PluginError, match="unreadable"):
+        check_api_version("p", "~1")
+
+
+def test_plugins_list_json_and_table() -> None:
+    out = subprocess.run([sys.executable, "-m", "toolkit.cli", "plugins", "list", "--json"], capture_output=True,
+                         text=True, cwd=ROOT, env=toolkit_env(), check=True)
+    rows = json.loads(out.stdout)
+    seen = {(r["slot"], r["name"]) for r in rows}
+    for slot, names in EXPECTED.items():
+        assert {(slot, n) for n in names} <= seen
+    assert all(r["status"] == "ok" and r["version"] for r in rows if r["distribution"] == "deepclust-toolkit")
+    table = subprocess.run([sys.executable, "-m", "toolkit.cli", "plugins", "list"], capture_output=True, text=True,
+                           cwd=ROOT, env=toolkit_env(), check=True)
+    for slot in SLOTS:
+        assert slot in table.stdout
+    assert "kmeans_pseudo_label" in table.stdout
