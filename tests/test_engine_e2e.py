@@ -21,7 +21,7 @@ from toolkit.recipe import load_recipe
 from conftest import RECIPES, ROOT, toolkit_env
 
 BASELINE = RECIPES / "baseline_digits.toml"
-QUICK = ["pretrain.epochs=40", "head_init.epochs=5", "train.epochs=3"]
+QUICK = ["head_init.epochs=5", "train.epochs=3"]  # full 300-epoch SimCLR (~30 s): short runs vary too much
 TINY = ["pretrain.epochs=3", "pretrain.batch_size=256", "head_init.epochs=1", "head_init.nredo=1", "train.epochs=4",
         "model.hidden_dims=[64, 64]"]
 
@@ -63,14 +63,14 @@ def test_run_on_digits_end_to_end(tmp_path: Path, mlflow_store: str) -> None:
     assert sorted(m.step for m in acc_history) == [0, 1, 2, 3]
     for name in ("loss", "loss_cluster", "ece", "nmi", "ari", "selected_fraction", "pseudo_label_acc"):
         assert len(client.get_metric_history(run.info.run_id, name)) >= 3, name
-    assert len(client.get_metric_history(run.info.run_id, "pretrain_loss")) == 40
+    assert len(client.get_metric_history(run.info.run_id, "pretrain_loss")) == 300
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"recipe.toml", "summary.json", "reliability.png", "confusion.png", "checkpoints"} <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")] == ["checkpoints/final.pt"]
 
     # Changing only a later stage reuses the cached backbone instead of pretraining again.
     out2 = tmp_path / "run2"
-    proc2 = run_cli(["run", str(BASELINE), *sum((["--set", s] for s in QUICK[:2] + ["train.epochs=1"]), []),
+    proc2 = run_cli(["run", str(BASELINE), *sum((["--set", s] for s in QUICK[:1] + ["train.epochs=1"]), []),
                      "-o", str(out2), "--no-progress"], tmp_path, MLFLOW_TRACKING_URI=mlflow_store)
     assert proc2.returncode == 0, proc2.stderr[-3000:]
     second = client.get_run(json.loads((out2 / "summary.json").read_text())["mlflow_run_id"])

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from toolkit.errors import TrainingError, UserError
@@ -36,10 +37,10 @@ def _guard(fn: Callable[[], None]) -> None:
     try:
         fn()
     except UserError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2)
     except TrainingError as exc:
-        err.print(f"[red]training failed:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]training failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: continue with --resume and the same --output-dir")
@@ -102,7 +103,7 @@ def plugins_list(as_json: bool = typer.Option(False, "--json", help="Machine-rea
         table.add_column(col)
     for r in rows:
         status = "[red]broken[/]" if r.error else "[green]ok[/]"
-        table.add_row(r.info.slot, r.info.name, r.info.distribution, r.info.version, status, r.error or r.summary)
+        table.add_row(r.info.slot, r.info.name, r.info.distribution, r.info.version, status, escape(r.error or r.summary))
     out.print(table)
 
 
@@ -116,10 +117,10 @@ def recipes_validate(files: list[Path] = typer.Argument(..., help="Recipe files.
     for f in files:
         try:
             load_recipe(f, set_)
-            out.print(f"[green]ok[/]    {f}", highlight=False)
+            out.print(f"[green]ok[/]    {escape(str(f))}", highlight=False)
         except UserError as exc:
             failed += 1
-            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
     if failed:
         raise typer.Exit(code=2)
 

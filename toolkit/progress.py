@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from toolkit.events import Observer
@@ -57,7 +58,7 @@ class RichProgress(Observer):
                 self.progress.update(self.tasks[stage], total=t.completed or 1, completed=t.completed or 1)
 
     def on_warning(self, *, message: str) -> None:
-        self.console.print(f"[yellow]{message}[/]")
+        self.console.print(f"[yellow]{escape(message)}[/]")
 
     def _stop(self) -> None:
         if self.started:

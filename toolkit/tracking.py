@@ -37,18 +37,25 @@ class MlflowTracker(Observer):
 
     def __init__(self, uri: str | None = None, artifact_root: str | None = None, experiment: str | None = None,
                  parent_run_id: str | None = None) -> None:
+        self._uri, self.artifact_root, self.experiment_name = uri, artifact_root, experiment
+        self.parent_run_id = parent_run_id
+        self.client: Any = None  # connected at run start, after the recipe and data were accepted
+        self.run_id: str | None = None
+
+    def _connect(self) -> None:
         import logging
 
         from mlflow.tracking import MlflowClient
 
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
-        if uri is None:
-            uri, artifact_root = tracking_uri()
-        self.uri, self.artifact_root, self.experiment_name = uri, artifact_root, experiment
-        self.parent_run_id = parent_run_id
-        self.client = MlflowClient(tracking_uri=uri)
-        self.run_id: str | None = None
+        if self._uri is None:
+            self._uri, self.artifact_root = tracking_uri()
+        self.uri = self._uri
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+        except Exception as exc:  # noqa: BLE001
+            raise UserError(f"MLflow tracking store {self.uri} is unusable: {str(exc).splitlines()[0][:200]}") from None
 
     def _experiment_id(self, name: str) -> str:
         try:
@@ -64,6 +71,7 @@ class MlflowTracker(Observer):
     def on_run_start(self, *, run: Any) -> None:
         from mlflow.entities import Param, RunTag
 
+        self._connect()
         recipe = run.recipe
         exp_id = self._experiment_id(self.experiment_name or recipe.experiment.name)
         if run.resume_run_id:
