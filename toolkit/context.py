@@ -148,16 +148,23 @@ class Batch:
             self._cache["raw"] = self._raw_fn()
         return self._cache["raw"]
 
-    def features_of(self, view: str) -> torch.Tensor:
-        """Backbone features of a view without gradient ('raw', 'weak' or 'strong')."""
-        if view == "weak":
-            return self.features_weak.detach()
-        if view == "strong":
-            return self.features_strong.detach()
-        key = f"features_{view}"
+    def features_of(self, view: str, grad: bool = False) -> torch.Tensor:
+        """Backbone features of a view ('raw', 'weak' or 'strong').
+
+        Without `grad` (the default) they are detached, so a loss on them never reaches the backbone
+        (stop-gradient, as CDC's calibration head needs); with `grad=True` the backbone is trained too.
+        """
+        if view in ("weak", "strong"):
+            feats = self.features_weak if view == "weak" else self.features_strong
+            return feats if grad else feats.detach()
+        key = f"features_{view}_{'grad' if grad else 'nograd'}"
         if key not in self._cache:
-            with torch.no_grad():
-                self._cache[key] = self._encode_fn(self.raw if view == "raw" else getattr(self, view)).float()
+            images = self.raw if view == "raw" else getattr(self, view)
+            if grad:
+                self._cache[key] = self._encode_fn(images).float()
+            else:
+                with torch.no_grad():
+                    self._cache[key] = self._encode_fn(images).float()
         return self._cache[key]
 
 
