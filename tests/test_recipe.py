@@ -62,7 +62,7 @@ def test_overrides_parse_toml_literals(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "text, overrides, section, key, fragment",
     [
-        (GOOD, ["selection.method=nope"], "selection", "method", "installed: all, threshold"),
+        (GOOD, ["selection.method=nope"], "selection", "method", "installed: all, "),
         (GOOD, ["train.epochz=3"], "train", "epochz", "valid keys"),
         (GOOD, ["selection.treshold=0.3"], "selection", "treshold", "valid keys: class_balance, normalize, threshold"),
         (GOOD, ["train.epochs='many'"], "train", "epochs", "integer"),
@@ -102,3 +102,13 @@ def test_override_syntax(tmp_path: Path) -> None:
         load_recipe(write(tmp_path, GOOD), ["trainepochs"])
     with pytest.raises(RecipeError, match="section.key"):
         load_recipe(write(tmp_path, GOOD), ["epochs=3"])
+
+
+def test_switching_a_plugin_drops_the_old_plugins_options(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)  # [selection] method = "threshold" with threshold = 0.9
+    rec = load_recipe(path, ["selection.method=all"])
+    assert rec.model.selection.method == "all"
+    rec = load_recipe(path, ["selection.threshold=0.7", "selection.method=threshold"])  # same plugin: kept
+    assert rec.plugin_options["selection"].threshold == 0.7
+    with pytest.raises(RecipeError, match=r"\[selection\] threshold: unknown key"):
+        load_recipe(path, ["selection.method=all", "selection.threshold=0.5"])  # explicit option for the new one

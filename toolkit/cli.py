@@ -99,12 +99,50 @@ def plugins_list(as_json: bool = typer.Option(False, "--json", help="Machine-rea
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
         return
     table = Table(title="toolkit plugins")
-    for col in ("slot", "name", "distribution", "version", "status", "description"):
-        table.add_column(col)
+    for col in ("slot", "name", "distribution", "version", "status"):
+        table.add_column(col, no_wrap=True)
+    wide = out.width >= 110  # descriptions only where they fit; `toolkit plugins show NAME` has them all
+    if wide:
+        table.add_column("description", overflow="ellipsis", no_wrap=True)
     for r in rows:
         status = "[red]broken[/]" if r.error else "[green]ok[/]"
-        table.add_row(r.info.slot, r.info.name, r.info.distribution, r.info.version, status, escape(r.error or r.summary))
+        cells = [r.info.slot, r.info.name, r.info.distribution, r.info.version, status]
+        if wide:
+            cells.append(escape(r.error or r.summary))
+        table.add_row(*cells)
+    for r in rows:
+        if r.error and not wide:
+            err.print(f"[red]broken[/] {r.info.slot}.{r.info.name}: {escape(r.error)}", highlight=False, soft_wrap=True)
     out.print(table)
+
+
+@plugins_app.command("new")
+def plugins_new(name: str = typer.Argument(..., help="Plugin name (used in recipes as method = NAME)."),
+                slot: str = typer.Option(..., "--slot", help="pretrain, head_init, selection, calibration or generation."),
+                directory: Path = typer.Option(Path("."), "--dir", help="Where to create the package folder.")) -> None:
+    """Write a ready-to-install plugin package (pyproject with entry point, plugin class, test)."""
+
+    def go() -> None:
+        from toolkit.scaffold import scaffold
+
+        root = scaffold(name, slot, directory)
+        out.print(f"created {escape(str(root))}: cd there, `pip install -e .`, then `pytest`")
+
+    _guard(go)
+
+
+@plugins_app.command("show")
+def plugins_show(name: str = typer.Argument(..., help="Plugin name."),
+                 slot: Optional[str] = typer.Option(None, "--slot", help="Slot, when the name exists in several.")) -> None:
+    """A plugin's slot, distribution, version, docstring and options (types and defaults)."""
+
+    def go() -> None:
+        from toolkit.plugins import describe
+
+        for block in describe(name, slot):
+            out.print(block)
+
+    _guard(go)
 
 
 @recipes_app.command("validate")

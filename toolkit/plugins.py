@@ -141,3 +141,32 @@ def status_of_all(slot: str | None = None) -> list[PluginStatus]:
             error = (error + "; " if error else "") + "name declared by more than one entry point"
         rows.append(PluginStatus(p, error, summary))
     return rows
+
+
+def describe(name: str, slot: str | None = None) -> list[object]:
+    """Rich renderables describing plugin `name` (in every slot that has it, or only `slot`)."""
+    from rich.panel import Panel
+    from rich.table import Table
+
+    infos = [p for p in discover(slot) if p.name == name]
+    if not infos:
+        where = f"slot {slot}" if slot else "any slot"
+        raise PluginError(f"no plugin named '{name}' in {where}; see `toolkit plugins list`")
+    blocks: list[object] = []
+    for info in infos:
+        cls = info.load()
+        doc = (cls.__doc__ or "").strip() or "(no docstring)"
+        head = (f"[bold]{info.name}[/]  slot [cyan]{info.slot}[/]  ({info.target})\n"
+                f"distribution {info.distribution} {info.version}, toolkit API {cls.api_version or 'any'}\n\n{doc}")
+        blocks.append(Panel(head, expand=False))
+        table = Table(title=f"options of {info.slot}.{info.name}")
+        for col in ("option", "type", "default", "description"):
+            table.add_column(col)
+        for field_name, field in cls.Options.model_fields.items():
+            default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+            kind = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+            table.add_row(field_name, kind, default, field.description or "")
+        if not cls.Options.model_fields:
+            table.add_row("(none)", "", "", "")
+        blocks.append(table)
+    return blocks

@@ -182,9 +182,16 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply --set overrides. Switching a slot's plugin (`--set selection.method=topk`) drops the options the
+    file gave the previous plugin, since they belong to it; options set on the command line stay."""
     tree = copy.deepcopy(tree)
-    for text in overrides:
-        keys, value = parse_override(text)
+    parsed = [parse_override(text) for text in overrides]
+    for keys, value in parsed:
+        if len(keys) == 2 and keys[0] in SLOTS and keys[1] == "method":
+            section = tree.get(keys[0])
+            if isinstance(section, dict) and section.get("method") != value:
+                tree[keys[0]] = {}
+    for text, (keys, value) in zip(overrides, parsed):
         node = tree
         for k in keys[:-1]:
             child = node.setdefault(k, {})

@@ -1,0 +1,1 @@
+"""Example third-party toolkit plugin: per-cluster top-k selection."""
