@@ -73,3 +73,18 @@ def test_recipes_validate(tmp_path: Path, mlflow_store: str) -> None:
 def test_resume_without_a_previous_run(tmp_path: Path, mlflow_store: str) -> None:
     proc = toolkit(["run", str(BASELINE), "--resume", "-o", str(tmp_path / "empty")], tmp_path, mlflow_store)
     assert_user_error(proc, "--resume", "run_state.json")
+
+
+def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.time()
+    proc = toolkit(["run", str(BASELINE), "--set", "pretrain.epochs=1", "-o", str(tmp_path / "out")], tmp_path,
+                   f"http://127.0.0.1:{port}")
+    assert_user_error(proc, "unreachable", f"127.0.0.1:{port}")
+    assert time.time() - start < 60
+    assert not (tmp_path / "out" / "checkpoints").exists()  # nothing trained

@@ -96,7 +96,8 @@ def test_evaluate_keys_and_values():
     assert label_free["empty_clusters"] == 1.0
     assert label_free["cluster_entropy"] == pytest.approx(math.log(2) / math.log(3))
     full = M.evaluate(probs, np.array([1, 1, 0, 1]))
-    assert set(full) == set(label_free) | {"acc", "many_to_one_acc", "nmi", "nmi_geometric", "ari", "ece"}
+    assert set(full) == set(label_free) | {"acc", "many_to_one_acc", "nmi", "nmi_geometric", "ari", "ece",
+                                           "auroc", "aurc", "fpr95"}  # failure rejection: tests/test_metrics_rejection.py
     assert full["acc"] == pytest.approx(3 / 4)
     # mapped: c0->1, c1->0; correct = [1,1,1,0] at confidences .9 .8 .7 .6 (distinct of 15 bins)
     assert full["ece"] == pytest.approx((0.1 + 0.2 + 0.3 + 0.6) / 4)

@@ -29,6 +29,9 @@ def _reachable(obj: object, depth: int = 0) -> list[object]:
         children = list(obj)
     elif isinstance(obj, dict):
         children = list(obj.values())
+    elif type(obj).__module__.startswith("toolkit") and hasattr(obj, "__dict__"):
+        # plain toolkit objects (e.g. the event emitter): every public attribute
+        children = [v for k, v in vars(obj).items() if not k.startswith("_")]
     else:
         children = []
     for child in children:
@@ -70,5 +73,29 @@ def test_plugins_never_receive_ground_truth(tmp_path: Path, mlflow_store: str) -
     assert not hasattr(SEEN[0].data, "labels")
     for obj in SEEN:
         assert not _holds_labels(obj, labels), type(obj).__name__
-    # the check itself works: a context that did carry labels would be caught
+    # the check itself works: a context that did carry labels would be caught, also behind a public attribute
     assert _holds_labels({"x": torch.as_tensor(labels)}, labels)
+    from toolkit.events import EventBus
+    from toolkit.pseudo_labels import PseudoLabelProbe
+
+    leaky = EventBus([PseudoLabelProbe(labels, EventBus())])
+    leaky.observers[0].truth = labels  # a public copy, as a careless observer might keep
+    assert _holds_labels(leaky, labels)
+
+
+def test_a_selection_that_tries_to_read_labels_fails(tmp_path: Path, mlflow_store: str) -> None:
+    import pytest
+
+    from toolkit.errors import TrainingError
+
+    recipe = load_recipe(RECIPES / "baseline_digits.toml", ["pretrain.epochs=1", "head_init.epochs=1", "train.epochs=1",
+                                                            "model.hidden_dims=[32]"])
+    base = recipe.plugin_classes["selection"]
+
+    class Cheater(base):  # type: ignore[misc, valid-type]
+        def on_epoch_start(self, ctx: RunContext, state: EpochState) -> None:
+            self.truth = ctx.data.labels  # there is no such attribute: the run must fail, naming the plugin
+
+    recipe.plugin_classes["selection"] = Cheater
+    with pytest.raises(TrainingError, match="selection plugin 'threshold' raised AttributeError: .*labels"):
+        Engine(recipe, tmp_path / "out", device="cpu").run()

@@ -19,14 +19,18 @@ if TYPE_CHECKING:
 
 
 def write_artifacts(output_dir: Path, recipe: "Recipe", state: "TrainState", preds: "Predictions",
-                    labels: np.ndarray | None, summary: dict[str, Any]) -> list[Path]:
-    """recipe.toml (resolved), summary.json, final checkpoint, and plots when labels exist."""
+                    labels: np.ndarray | None, summary: dict[str, Any], meta: dict[str, Any]) -> list[Path]:
+    """recipe.toml (resolved), summary.json, final checkpoint, and plots when labels exist.
+
+    `meta` (input shape, normalisation, cluster count) goes into the final checkpoint, so that
+    `toolkit predict` can rebuild the model for new images without the training data.
+    """
     written = [output_dir / "recipe.toml"]
     written[0].write_text(recipe.to_toml(), encoding="utf-8")
     written.append(save_atomic({"backbone": state.models.backbone.state_dict(), "head": state.models.head.state_dict(),
                                 "plugin_modules": {s: {n: m.state_dict() for n, m in p.modules().items()}
                                                    for s, p in state.plugins.items()},
-                                "num_clusters": int(preds.final.shape[1]), "epoch": state.epoch},
+                                "num_clusters": int(preds.final.shape[1]), "epoch": state.epoch, "meta": meta},
                                output_dir / "checkpoints" / "final.pt"))
     probs = preds.final.cpu().numpy()
     pred = probs.argmax(1)

@@ -23,8 +23,12 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "deepclust-toolkit"
 
 
-def backbone_key(resolved_recipe: dict[str, Any], data_fingerprint: str) -> str:
+def backbone_key(resolved_recipe: dict[str, Any], data_fingerprint: str, includes_head: bool = False) -> str:
+    """`includes_head`: the pretrain plugin also makes the clustering head, so its shape is part of the key;
+    otherwise the head's shape is a later stage's business and changing it reuses the backbone."""
     parts = {k: resolved_recipe.get(k) for k in ("data", "model", "pretrain", "views")}
+    if not includes_head and isinstance(parts["model"], dict):
+        parts["model"] = {k: v for k, v in parts["model"].items() if k != "head_hidden_dim"}
     parts["seed"] = resolved_recipe["experiment"]["seed"]
     parts["data_fingerprint"] = data_fingerprint
     parts["toolkit"] = __version__

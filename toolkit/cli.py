@@ -61,6 +61,8 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: the recipe's)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --output-dir from its last epoch."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Run once per seed (e.g. 0,1,2 or 0-4) under an "
+                                        "MLflow parent run; report mean and std of every metric."),
 ) -> None:
     """Run one experiment end to end and log it to MLflow."""
 
@@ -76,12 +78,92 @@ def run(
         _quiet_libraries()
         rec = load_recipe(recipe, set_)
         target = output_dir or Path("runs") / f"{rec.experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if seeds is not None:
+            from toolkit.multiseed import SEEDS_SUMMARY, parse_seeds, run_seeds, seeds_table
+
+            def seed_observers(parent: str) -> list:
+                return [MlflowTracker(parent_run_id=parent), *([RichProgress(err)] if progress else [])]
+
+            result = run_seeds(recipe, set_, parse_seeds(seeds), target, device=device, resume=resume,
+                               observers=seed_observers)
+            out.print(seeds_table(result))
+            out.print(f"results: {target / SEEDS_SUMMARY}")
+            return
         observers = [MlflowTracker()]
         if progress:
             observers.append(RichProgress(err))
         summary = Engine(rec, target, device=device, observers=observers, resume=resume).run()
         out.print(summary_table(summary))
         out.print(f"results: {target / 'summary.json'}")
+
+    _guard(go)
+
+
+@app.command()
+def tune(
+    recipe: Path = typer.Argument(..., help="Recipe TOML file with a [tune] section."),
+    num_samples: Optional[int] = typer.Option(None, "--num-samples", "-n", help="Trials to run (default: [tune])."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster to use (default: RAY_ADDRESS, "
+                                          "else a local Ray instance)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the search in --output-dir; finished trials "
+                                "are not run again."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe value: section.key=value (repeatable)."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="The search folder."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Print a line per trial result."),
+) -> None:
+    """Hyperparameter search with Ray Tune over the recipe's [tune.space]; every trial is an ordinary run."""
+
+    def go() -> None:
+        if resume and output_dir is None:
+            raise UserError("--resume needs --output-dir: the folder of the search to continue")
+        if resume and (set_ or num_samples is not None):
+            raise UserError("--resume continues the search as it was started: drop --set and --num-samples")
+        _quiet_libraries()
+        from toolkit.tune import BEST_RECIPE, Search, results_table
+
+        if resume:
+            target = output_dir
+        else:
+            from toolkit.recipe import load_recipe
+
+            name = load_recipe(recipe, set_).experiment.name
+            target = output_dir or Path("runs") / f"tune-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        search = Search(target, address=address, console=err, progress=progress)
+        result = search.resume() if resume else search.start(recipe, set_, num_samples)
+        out.print(results_table(result))
+        failed = [r for r in result.rows if r["status"] == "failed"]
+        for r in failed:
+            err.print(f"[red]trial {r['trial_id']} failed:[/] {escape(str(r['error']))}", highlight=False, soft_wrap=True)
+        if result.best is not None:
+            out.print(f"best: {escape(str(result.output_dir / BEST_RECIPE))}  (MLflow parent run {result.parent_run_id})")
+        if result.interrupted:
+            err.print(f"[yellow]interrupted[/]: continue with `toolkit tune {escape(str(recipe))} --resume "
+                      f"--output-dir {escape(str(result.output_dir))}`")
+            raise typer.Exit(code=130)
+        if result.best is None:
+            raise TrainingError("no trial finished: see the errors above")
+
+    _guard(go)
+
+
+@app.command("predict")
+def predict_cmd(run_ref: str = typer.Argument(..., metavar="RUN", help="A run's output folder or MLflow run id."),
+                images_dir: Optional[Path] = typer.Argument(None, help="Folder of images (default: the run's data)."),
+                output: Path = typer.Option(Path("predictions.csv"), "--output", "-o", help="CSV to write."),
+                grid: Optional[Path] = typer.Option(None, "--grid", help="Folder for one PNG per cluster."),
+                device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.")) -> None:
+    """Assign each image a cluster and a (calibrated) confidence with a finished run's model."""
+
+    def go() -> None:
+        from toolkit.predict import predict_run, write_csv, write_grids
+
+        _quiet_libraries()
+        result = predict_run(run_ref, images_dir, device)
+        write_csv(result, output)
+        out.print(f"{len(result.names)} images -> {escape(str(output))}")
+        if grid is not None:
+            paths = write_grids(result, grid)
+            out.print(f"{len(paths)} cluster grids -> {escape(str(grid))}")
 
     _guard(go)
 
@@ -154,7 +236,7 @@ def recipes_validate(files: list[Path] = typer.Argument(..., help="Recipe files.
     failed = 0
     for f in files:
         try:
-            load_recipe(f, set_)
+            load_recipe(f, set_, check_tune=True)
             out.print(f"[green]ok[/]    {escape(str(f))}", highlight=False)
         except UserError as exc:
             failed += 1

@@ -12,28 +12,30 @@ from typing import TYPE_CHECKING, Callable, Iterator
 import torch
 from torch import nn
 
+from toolkit.data.base import ImageShape
+
 if TYPE_CHECKING:
     from toolkit.data.views import BatchView
     from toolkit.events import EventBus
 
 
 @dataclass(frozen=True)
-class UnlabeledImages:
+class UnlabeledImages(ImageShape):
     """The training images as plugins see them: uint8 [N, C, H, W], no labels."""
 
     images: torch.Tensor
     name: str
 
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
 
-    @property
-    def channels(self) -> int:
-        return int(self.images.shape[1])
+class PluginEvents:
+    """What plugins may do with the event bus: emit. The observers (which include the engine's
+    ground-truth probe and the tracker) stay private, so no attribute path leads a plugin to labels."""
 
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return int(self.images.shape[2]), int(self.images.shape[3])
+    def __init__(self, bus: "EventBus") -> None:
+        self._bus = bus
+
+    def emit(self, event: str, **kwargs: object) -> None:
+        self._bus.emit(event, **kwargs)
 
 
 @dataclass
@@ -62,7 +64,7 @@ class RunContext:
     device: torch.device
     seed: int
     views: Views
-    events: "EventBus"
+    events: "PluginEvents"
     build_backbone: Callable[[], nn.Module]
     build_head: Callable[[int], nn.Module]
     batch_size: int = 256
@@ -114,6 +116,15 @@ class RunContext:
 
     def warn(self, message: str) -> None:
         self.events.emit("on_warning", message=message)
+
+    def publish_labels(self, stage: str, epoch: int, name: str, index: torch.Tensor, labels: torch.Tensor) -> None:
+        """Report pseudo-labels with their data-set positions (e.g. prototype or reliable labels).
+
+        Where ground truth exists the engine logs their accuracy as `<name>_acc` of that stage and
+        epoch (cluster ids matched to classes on the published pairs). Nothing comes back to the plugin.
+        """
+        self.events.emit("on_pseudo_labels", stage=stage, epoch=epoch, name=name,
+                         index=index.detach().long().cpu(), labels=labels.detach().long().cpu())
 
 
 @dataclass

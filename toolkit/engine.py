@@ -19,7 +19,7 @@ from torch import nn
 
 from toolkit import cache
 from toolkit.checkpoint import CheckpointWriter, load_safe
-from toolkit.context import EpochState, RunContext, UnlabeledImages, Views
+from toolkit.context import EpochState, PluginEvents, RunContext, UnlabeledImages, Views
 from toolkit.data.base import DataSplits, ImageData
 from toolkit.data.registry import load_data
 from toolkit.data.views import BatchView, channel_stats
@@ -27,12 +27,14 @@ from toolkit.device import resolve_device
 from toolkit.errors import CheckpointMismatch, RecipeError, TrainingError, UserError
 from toolkit.evaluation import Predictions, predict, score
 from toolkit.events import EventBus, Observer
+from toolkit.guard import plugin_call
 from toolkit.hooks import SLOTS, CalibrationPlugin, GenerationPlugin, HeadInitPlugin, Plugin, PretrainPlugin, SelectionPlugin
 from toolkit.loop import Models, Probe, train_epoch
 from toolkit.nn.backbones import build_backbone
 from toolkit.nn.heads import ClusterHead
 from toolkit.ops.matching import hungarian_map
 from toolkit.plugins import find
+from toolkit.pseudo_labels import PseudoLabelProbe
 from toolkit.recipe import Recipe
 
 RUN_STATE = "run_state.json"
@@ -99,6 +101,7 @@ class Engine:
         # The checkpoint writer listens first, so observers that fail (or interrupt) come after it.
         self.events = EventBus([CheckpointWriter(self.output_dir / LAST_CHECKPOINT), *(observers or [])])
         self.resume = resume
+        self.label_probe: PseudoLabelProbe | None = None  # accuracy of labels plugins publish
 
     # ----------------------------------------------------------------------------------- set-up
     def _load_data(self) -> DataSplits:
@@ -156,7 +159,7 @@ class Engine:
         def new_head(feature_dim: int) -> nn.Module:
             return ClusterHead(feature_dim, k, model_cfg.head_hidden_dim).to(device)
 
-        ctx = RunContext(UnlabeledImages(train.images, train.name), k, device, exp.seed, views, self.events,
+        ctx = RunContext(UnlabeledImages(train.images, train.name), k, device, exp.seed, views, PluginEvents(self.events),
                          new_backbone, new_head, self.cfg.train.batch_size)
         plugins: dict[str, Plugin] = {slot: self.recipe.build_plugin(slot) for slot in SLOTS}
         ckpt, resume_run_id = self._previous_state()
@@ -181,6 +184,9 @@ class Engine:
     def _stages(self, ctx: RunContext, info: RunInfo, plugins: dict[str, Plugin], train: ImageData,
                 evalset: ImageData, ckpt: dict[str, Any] | None, start: float) -> dict[str, Any]:
         tcfg = self.cfg.train
+        if train.labels is not None and self.label_probe is None:
+            self.label_probe = PseudoLabelProbe(train.labels, self.events)
+            self.events.add(self.label_probe)
         backbone, pretrained_head = self._pretrain(ctx, plugins["pretrain"], train, info)
         head_init: HeadInitPlugin = plugins["head_init"]  # type: ignore[assignment]
         if ckpt is not None:
@@ -189,14 +195,17 @@ class Engine:
             seed_everything(ctx.seed + 2)  # same draws whether the backbone came from the cache or not
             self.events.emit("on_stage_start", stage="head_init", total=None)
             features = ctx.encode(backbone)
-            head = head_init.init_head(ctx, backbone, features, pretrained_head).to(ctx.device)
+            with plugin_call("head_init", head_init):
+                head = head_init.init_head(ctx, backbone, features, pretrained_head).to(ctx.device)
             self.events.emit("on_stage_end", stage="head_init")
         feature_dim = _feature_dim(backbone, ctx)
         calibration: CalibrationPlugin = plugins["calibration"]  # type: ignore[assignment]
         generation: GenerationPlugin = plugins["generation"]  # type: ignore[assignment]
         selection: SelectionPlugin = plugins["selection"]  # type: ignore[assignment]
-        calibration.setup(ctx, head, feature_dim)
-        generation.setup(ctx, head, feature_dim)
+        with plugin_call("setup", calibration):
+            calibration.setup(ctx, head, feature_dim)
+        with plugin_call("setup", generation):
+            generation.setup(ctx, head, feature_dim)
         models = Models(backbone, head, tcfg.freeze_backbone)
         optimizer = self._optimizer(models, plugins)
         state = TrainState(0, models, optimizer, plugins, [], info.mlflow_run_id)
@@ -218,11 +227,15 @@ class Engine:
         epoch_state, eval_preds, metrics = snapshot(state.epoch)
         if state.epoch == 0:
             self.events.emit("on_epoch_end", stage="self_label", epoch=0, metrics=metrics, state=None)
+        elif state.history:  # resumed: the last completed epoch's training figures belong in the summary too
+            metrics = {**{k: v for k, v in state.history[-1].items() if k != "epoch"}, **metrics}
         self.events.emit("on_stage_start", stage="self_label", total=tcfg.epochs)
         for epoch in range(state.epoch + 1, tcfg.epochs + 1):
             seed_everything(ctx.seed * 1_000_003 + epoch)  # per-epoch seeding: resumed runs match exactly
-            selection.on_epoch_start(ctx, epoch_state)
-            generation.on_epoch_start(ctx, epoch_state)
+            with plugin_call("self_label", selection, epoch):
+                selection.on_epoch_start(ctx, epoch_state)
+            with plugin_call("self_label", generation, epoch):
+                generation.on_epoch_start(ctx, epoch_state)
             try:
                 train_metrics = train_epoch(ctx, epoch, models, optimizer, selection, calibration, generation, probe,
                                             tcfg.grad_clip)
@@ -237,13 +250,15 @@ class Engine:
             state.run_id = info.mlflow_run_id
             self.events.emit("on_epoch_end", stage="self_label", epoch=epoch, metrics=metrics, state=state)
         self.events.emit("on_stage_end", stage="self_label")
-        return self._finish(info, state, eval_preds, metrics, evalset, calibration, start)
+        meta = {"mean": ctx.views.raw.mean.tolist(), "std": ctx.views.raw.std.tolist(), "channels": train.channels,
+                "image_size": list(train.image_size), "num_clusters": ctx.num_clusters, "feature_dim": feature_dim}
+        return self._finish(info, state, eval_preds, metrics, evalset, calibration, start, meta)
 
     # --------------------------------------------------------------------------------- stages
     def _pretrain(self, ctx: RunContext, plugin: Plugin, train: ImageData, info: RunInfo) -> tuple[nn.Module, nn.Module | None]:
         assert isinstance(plugin, PretrainPlugin)
         backbone = ctx.build_backbone()
-        key = cache.backbone_key(self.recipe.resolved(), train.fingerprint())
+        key = cache.backbone_key(self.recipe.resolved(), train.fingerprint(), includes_head=plugin.makes_head)
         cached = cache.load_cached(key) if plugin.cacheable else None
         info.tags["pretrain_cache"] = "hit" if cached else ("miss" if plugin.cacheable else "off")
         info.tags["pretrain_cache_key"] = key
@@ -256,7 +271,8 @@ class Engine:
             self.events.emit("on_warning", message=f"pretrain: reusing cached backbone {key}")
             return backbone, head
         self.events.emit("on_stage_start", stage="pretrain", total=plugin.num_epochs())
-        result = plugin.pretrain(ctx, backbone)
+        with plugin_call("pretrain", plugin):
+            result = plugin.pretrain(ctx, backbone)
         self.events.emit("on_stage_end", stage="pretrain")
         if plugin.cacheable:
             cache.store(key, {"backbone": result.backbone.state_dict(),
@@ -297,7 +313,7 @@ class Engine:
 
     # -------------------------------------------------------------------------------- finish
     def _finish(self, info: RunInfo, state: TrainState, preds: Predictions, metrics: dict[str, float],
-                evalset: ImageData, calibration: CalibrationPlugin, start: float) -> dict[str, Any]:
+                evalset: ImageData, calibration: CalibrationPlugin, start: float, meta: dict[str, Any]) -> dict[str, Any]:
         from toolkit.artifacts import write_artifacts  # plotting is only needed at the end
 
         exp = self.cfg.experiment
@@ -318,11 +334,13 @@ class Engine:
         for key in ("acc", "nmi", "ari", "ece", "nmi_geometric", "many_to_one_acc"):
             summary[key] = metrics.get(key)
         summary.update({k: v for k, v in metrics.items() if k not in summary})
+        if self.label_probe is not None:
+            summary.update({k: v for k, v in self.label_probe.latest.items() if k not in summary})
         if not info.has_labels:
             summary["note"] = "the data set has no labels: only label-free metrics are reported"
         summary["seconds"] = round(time.perf_counter() - start, 3)
         summary["mlflow_run_id"] = info.mlflow_run_id
-        write_artifacts(self.output_dir, self.recipe, state, preds, evalset.labels, summary)
+        write_artifacts(self.output_dir, self.recipe, state, preds, evalset.labels, summary, meta)
         self.events.emit("on_run_end", summary=summary, output_dir=self.output_dir)
         return summary
 

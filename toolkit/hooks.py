@@ -33,6 +33,8 @@ class Plugin:
     """
 
     slot: ClassVar[str] = ""
+    #: The entry-point name the recipe used (set when the plugin is built from a recipe).
+    name: str = ""
     Options: ClassVar[type[BaseModel]] = NoOptions
     api_version: ClassVar[str] = ">=1.0,<2.0"
 
@@ -71,6 +73,8 @@ class PretrainPlugin(Plugin):
     slot = "pretrain"
     #: False for plugins whose result must not be cached (e.g. `none`, which does no work).
     cacheable: ClassVar[bool] = True
+    #: True for plugins that also return the clustering head (then its shape keys the cache).
+    makes_head: ClassVar[bool] = False
 
     def num_epochs(self) -> int | None:
         """Epoch count, for progress bars (None when unknown)."""

@@ -15,6 +15,7 @@ from torch import nn
 from toolkit.context import Batch, RunContext, Selection
 from toolkit.device import autocast
 from toolkit.errors import TrainingError
+from toolkit.guard import plugin_call
 from toolkit.hooks import CalibrationPlugin, GenerationPlugin, SelectionPlugin
 
 SELF_LABEL_SALT = 3
@@ -101,8 +102,10 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
                       _raw_fn=lambda u=uint8: ctx.views.raw(u),
                       _encode_fn=lambda x: models.backbone(x))
         with torch.no_grad():
-            batch.confidence = calibration.confidence(batch).detach()
-        selections = _as_list(selection.select(batch))
+            with plugin_call("self_label", calibration, epoch):
+                batch.confidence = calibration.confidence(batch).detach()
+        with plugin_call("self_label", selection, epoch):
+            selections = _as_list(selection.select(batch))
         losses: dict[str, torch.Tensor] = {}
         chosen = torch.zeros(len(batch), dtype=torch.bool, device=ctx.device)
         for sel in selections:
@@ -115,8 +118,10 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
             if sel is selections[0]:
                 per_cluster += torch.bincount(sel.labels, minlength=k)[:k].float()
         totals.add("selected_any", chosen.sum())
-        losses.update({f"loss_{n}": v for n, v in calibration.loss(batch).items()})
-        losses.update({f"loss_{n}": v for n, v in generation.loss(batch, models.forward).items()})
+        with plugin_call("self_label", calibration, epoch):
+            losses.update({f"loss_{n}": v for n, v in calibration.loss(batch).items()})
+        with plugin_call("self_label", generation, epoch):
+            losses.update({f"loss_{n}": v for n, v in generation.loss(batch, models.forward).items()})
         total = sum(losses.values())
         if not torch.isfinite(total):
             bad = [n for n, v in losses.items() if not torch.isfinite(v)]

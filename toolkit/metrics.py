@@ -1,4 +1,5 @@
-"""Clustering quality (ACC, NMI, ARI) and calibration (ECE) metrics; all return python floats.
+"""Clustering quality (ACC, NMI, ARI), calibration (ECE) and failure-rejection (AUROC, AURC, FPR95)
+metrics; all return python floats.
 
 Cluster ids are arbitrary, so accuracy first matches clusters to classes (Hungarian, one-to-one).
 """
@@ -6,7 +7,7 @@ Cluster ids are arbitrary, so accuracy first matches clusters to classes (Hungar
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, roc_auc_score, roc_curve
 
 from toolkit.ops.matching import contingency, hungarian_map
 
@@ -80,6 +81,46 @@ def ece(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> float:
     return float((bins["bin_count"] * gap).sum() / total)
 
 
+def _rejection_inputs(confidence: np.ndarray, correct: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    conf = np.asarray(confidence, dtype=np.float64).ravel()
+    hit = np.asarray(correct, dtype=bool).ravel()
+    if conf.shape != hit.shape or conf.size == 0:
+        raise ValueError(f"confidence and correct must be non-empty and equal in length: {conf.size} vs {hit.size}")
+    return conf, hit
+
+
+def failure_auroc(confidence: np.ndarray, correct: np.ndarray) -> float:
+    """AUROC of confidence separating correct (positive) from wrong predictions; 1 = perfect ranking.
+
+    Undefined (ValueError) when every prediction is correct or every one is wrong.
+    """
+    conf, hit = _rejection_inputs(confidence, correct)
+    if hit.all() or not hit.any():
+        raise ValueError("failure AUROC needs both correct and wrong predictions")
+    return float(roc_auc_score(hit, conf))
+
+
+def aurc(confidence: np.ndarray, correct: np.ndarray) -> float:
+    """Area under the risk-coverage curve: mean error rate of the k most confident, over k = 1..N.
+
+    Ties in confidence are broken pessimistically (wrong first) so the value never flatters a model
+    that gives everything the same score. Lower is better; 0 when nothing is wrong.
+    """
+    conf, hit = _rejection_inputs(confidence, correct)
+    order = np.lexsort((hit, -conf))  # by confidence descending, wrong before right among ties
+    errors = np.cumsum(~hit[order])
+    return float(np.mean(errors / np.arange(1, conf.size + 1)))
+
+
+def fpr_at_95_tpr(confidence: np.ndarray, correct: np.ndarray) -> float:
+    """Share of wrong predictions still accepted when the threshold keeps 95% of the correct ones."""
+    conf, hit = _rejection_inputs(confidence, correct)
+    if hit.all() or not hit.any():
+        raise ValueError("FPR95 needs both correct and wrong predictions")
+    fpr, tpr, _ = roc_curve(hit, conf, drop_intermediate=False)
+    return float(fpr[np.searchsorted(tpr, 0.95, side="left")])
+
+
 def map_predictions(
     pred: np.ndarray, target: np.ndarray, n_pred: int | None = None, n_true: int | None = None
 ) -> np.ndarray:
@@ -119,5 +160,8 @@ def evaluate(probs: np.ndarray, target: np.ndarray | None = None) -> dict[str, f
         nmi_geometric=nmi_geometric(pred, target),
         ari=ari(pred, target),
         ece=ece(confidence, correct),
+        aurc=aurc(confidence, correct),
     )
+    if correct.any() and not correct.all():  # AUROC / FPR95 are undefined without both outcomes
+        out.update(auroc=failure_auroc(confidence, correct), fpr95=fpr_at_95_tpr(confidence, correct))
     return out

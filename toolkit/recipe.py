@@ -20,7 +20,8 @@ from toolkit.data.config import DataConfig
 from toolkit.data.views import AugmentConfig
 from toolkit.errors import PluginError, RecipeError
 from toolkit.hooks import SLOTS, Plugin
-from toolkit.nn.config import BackboneConfig
+from toolkit.nn.config import BackboneConfig, check_backbone_name
+from toolkit.tune_config import TuneConfig, check_space_keys, parse_tune
 from toolkit import plugins as plugin_registry
 
 
@@ -44,16 +45,13 @@ class ModelConfig(_Strict):
     hidden_dims: list[int] = Field(default_factory=lambda: [512, 512])
     width: int = Field(64, ge=1)
     out_dim: int | None = Field(None, ge=1)
+    weights: str | None = None
     head_hidden_dim: int | None = Field(None, ge=1)
 
     @field_validator("backbone")
     @classmethod
     def _known_backbone(cls, value: str) -> str:
-        from toolkit.nn.backbones import BACKBONES
-
-        if value not in BACKBONES:
-            raise ValueError(f"unknown backbone {value!r}; valid names: {', '.join(sorted(BACKBONES))}")
-        return value
+        return check_backbone_name(value)
 
     @field_validator("hidden_dims")
     @classmethod
@@ -63,7 +61,8 @@ class ModelConfig(_Strict):
         return value
 
     def backbone_config(self) -> BackboneConfig:
-        return BackboneConfig(name=self.backbone, hidden_dims=self.hidden_dims, width=self.width, out_dim=self.out_dim)
+        return BackboneConfig(name=self.backbone, hidden_dims=self.hidden_dims, width=self.width, out_dim=self.out_dim,
+                              weights=self.weights)
 
 
 class ViewsConfig(_Strict):
@@ -118,7 +117,7 @@ class RecipeModel(_Strict):
     selection: SlotConfig = Field(default_factory=lambda: SlotConfig(method="all"))
     calibration: SlotConfig = Field(default_factory=lambda: SlotConfig(method="none"))
     generation: SlotConfig = Field(default_factory=lambda: SlotConfig(method="none"))
-    tune: dict[str, Any] | None = None
+    tune: TuneConfig | None = None  # validated by parse_tune first, for messages naming [tune.*]
 
 
 @dataclass
@@ -135,7 +134,9 @@ class Recipe:
         return self.model.experiment
 
     def build_plugin(self, slot: str) -> Plugin:
-        return self.plugin_classes[slot](self.plugin_options[slot])
+        plugin = self.plugin_classes[slot](self.plugin_options[slot])
+        plugin.name = getattr(self.model, slot).method
+        return plugin
 
     def resolved(self) -> dict[str, Any]:
         """The complete recipe with every default filled in (what `toolkit run` accepts back)."""
@@ -191,6 +192,7 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
             section = tree.get(keys[0])
             if isinstance(section, dict) and section.get("method") != value:
                 tree[keys[0]] = {}
+                _drop_searched_options(tree, keys[0])
     for text, (keys, value) in zip(overrides, parsed):
         node = tree
         for k in keys[:-1]:
@@ -200,6 +202,14 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = child
         node[keys[-1]] = value
     return tree
+
+
+def _drop_searched_options(tree: dict[str, Any], slot: str) -> None:
+    """[tune.space] entries for a slot's options belonged to the plugin that was switched away."""
+    space = tree.get("tune", {}).get("space") if isinstance(tree.get("tune"), dict) else None
+    if isinstance(space, dict):
+        for key in [k for k in space if k == slot or k.startswith(f"{slot}.")]:
+            del space[key]
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
@@ -226,6 +236,8 @@ def _error_from_validation(exc: ValidationError, file: str, prefix: tuple[str, .
         valid = _valid_keys(model, loc[len(prefix):-1]) if model else []
         if valid:
             msg += f"; valid keys: {', '.join(valid)}"
+        elif model is not None and prefix and not model.model_fields:
+            msg += "; this plugin takes no options"
     elif err["type"] == "missing":
         msg = "required key is missing"
     elif "input" in err and not isinstance(err["input"], (dict, list)):
@@ -250,8 +262,10 @@ def _valid_keys(model: type[BaseModel] | None, path: tuple[str, ...]) -> list[st
     return sorted(node.model_fields)
 
 
-def validate(tree: dict[str, Any], source: str = "<recipe>") -> Recipe:
+def validate(tree: dict[str, Any], source: str = "<recipe>", check_tune: bool = False) -> Recipe:
     """Validate a recipe tree: core sections first, then each slot's plugin and options."""
+    if isinstance(tree.get("tune"), dict):
+        parse_tune(tree["tune"], source)
     try:
         model = RecipeModel.model_validate(tree)
     except ValidationError as exc:
@@ -269,14 +283,16 @@ def validate(tree: dict[str, Any], source: str = "<recipe>") -> Recipe:
         except ValidationError as exc:
             raise _error_from_validation(exc, source, prefix=(slot,), model=cls.Options) from None
         classes[slot], options[slot] = cls, opts
+    if check_tune and model.tune is not None:  # searched keys vs this recipe: for `tune` and `recipes validate`;
+        check_space_keys(tree, model.tune, source)  # a plain run may switch a plugin the space was written for
     return Recipe(model, classes, options, source)
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+def load_recipe(path: str | Path, overrides: list[str] | None = None, check_tune: bool = False) -> Recipe:
     """Read, override and validate a recipe file. Raises RecipeError (one line) on any problem."""
     tree = read_toml(path)
     try:
         tree = apply_overrides(tree, overrides or [])
     except RecipeError as exc:
         raise RecipeError(exc.detail, file=str(path)) from None
-    return validate(tree, str(path))
+    return validate(tree, str(path), check_tune)

@@ -6,11 +6,13 @@ A crashed run is closed as FAILED with its error, so nothing is left dangling as
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from toolkit.errors import UserError
 from toolkit.events import Observer
@@ -30,6 +32,41 @@ def tracking_uri() -> tuple[str, str | None]:
     if env:
         return env, None
     return default_store()
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Serialise first use of a local SQLite store across processes: two runs starting at once on a
+    fresh store would otherwise both create its tables and one would fail."""
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock_path = Path(uri[len("sqlite:///"):]).with_suffix(".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def probe_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast (one line) when an HTTP tracking server does not answer, before any training starts;
+    MLflow's own client would retry with back-off for minutes."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
+            return
+    except urllib.error.HTTPError:
+        return  # it answered (a proxy or an older server without /health): reachable
+    except (OSError, ValueError) as exc:
+        raise UserError(f"MLflow tracking server {uri} is unreachable ({exc}); start it, fix MLFLOW_TRACKING_URI, "
+                        "or unset it to log to the local store ./mlruns") from None
 
 
 class MlflowTracker(Observer):
@@ -52,8 +89,11 @@ class MlflowTracker(Observer):
         if self._uri is None:
             self._uri, self.artifact_root = tracking_uri()
         self.uri = self._uri
+        probe_server(self.uri)
         try:
-            self.client = MlflowClient(tracking_uri=self.uri)
+            with store_lock(self.uri):
+                self.client = MlflowClient(tracking_uri=self.uri)
+                self.client.search_experiments(max_results=1)  # creates / migrates the schema under the lock
         except Exception as exc:  # noqa: BLE001
             raise UserError(f"MLflow tracking store {self.uri} is unusable: {str(exc).splitlines()[0][:200]}") from None
 

@@ -9,8 +9,25 @@ import numpy as np
 import torch
 
 
+class ImageShape:
+    """Size, channels and resolution of an `images` tensor [N, C, H, W] (shared by labeled and unlabeled sets)."""
+
+    images: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
+
 @dataclass
-class ImageData:
+class ImageData(ImageShape):
     """Images as a uint8 tensor [N, C, H, W]; labels (int64 [N]) only where ground truth exists.
 
     Labels are for evaluation: the engine never hands them to a plugin during training.
@@ -28,17 +45,6 @@ class ImageData:
             self.labels = np.asarray(self.labels, dtype=np.int64)
             if len(self.labels) != len(self.images):
                 raise ValueError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    @property
-    def channels(self) -> int:
-        return int(self.images.shape[1])
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return int(self.images.shape[2]), int(self.images.shape[3])
 
     @property
     def num_classes(self) -> int | None:

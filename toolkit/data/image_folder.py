@@ -108,3 +108,13 @@ def load_image_folder(cfg: DataConfig, seed: int = 0) -> DataSplits:
             labels = np.concatenate([np.full(len(v), index[c], dtype=np.int64) for c, v in by_class.items()])
         parts.append(ImageData(images, labels, "image_folder", class_names))
     return DataSplits(parts[0], parts[1] if len(parts) > 1 else None)
+
+
+def list_images(folder: Path) -> list[Path]:
+    """Every image file under `folder` (recursively), in a stable order."""
+    return _images_under(Path(folder))
+
+
+def read_images(files: list[Path], size: tuple[int, int], channels: int) -> torch.Tensor:
+    """uint8 [N, C, H, W] of `files`, resized to `size` and converted to `channels`."""
+    return _build(files, size, channels)

@@ -12,6 +12,7 @@ from torch import nn
 from torchvision import models
 
 from toolkit.nn.config import BackboneConfig
+from toolkit.nn.timm_backbone import build_timm, is_timm_name
 
 #: A builder receives the config, the image channel count and (height, width) and returns the module.
 BackboneBuilder = Callable[[BackboneConfig, int, tuple[int, int]], nn.Module]
@@ -121,7 +122,10 @@ def register_backbone(name: str, builder: BackboneBuilder) -> None:
 
 def build_backbone(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
     """Build the named backbone (plus the optional projection); the result has an int ``out_dim``."""
-    module = BACKBONES[cfg.name](cfg, in_channels, tuple(image_size))
+    if is_timm_name(cfg.name):
+        module = build_timm(cfg.name, in_channels, cfg.weights)
+    else:
+        module = BACKBONES[cfg.name](cfg, in_channels, tuple(image_size))
     if not isinstance(getattr(module, "out_dim", None), int):
         raise TypeError(f"backbone {cfg.name!r} did not set an int attribute out_dim")
     if cfg.out_dim is not None:

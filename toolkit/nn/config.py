@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 class BackboneConfig(BaseModel):
     """Which backbone to build and its few size knobs.
 
-    - ``name``: a key of ``toolkit.nn.backbones.BACKBONES`` (built-ins: mlp, small_cnn, resnet18, resnet34).
+    - ``name``: a key of ``toolkit.nn.backbones.BACKBONES`` (built-ins: mlp, small_cnn, resnet18, resnet34),
+      or ``timm:<model>`` for any timm model (``weights`` = a local file to load into it).
     - ``hidden_dims``: layer widths of ``mlp``; the feature is the last one. Ignored by other backbones.
     - ``width``: base channel count of ``small_cnn``. Ignored by other backbones.
     - ``out_dim``: when set, a Linear-BatchNorm-ReLU projection to this size is appended to any backbone;
@@ -21,15 +22,12 @@ class BackboneConfig(BaseModel):
     hidden_dims: list[int] = Field(default_factory=lambda: [512, 512])
     width: int = Field(default=64, ge=1)
     out_dim: int | None = Field(default=None, ge=1)
+    weights: str | None = None  # local weight file for timm backbones (never downloaded)
 
     @field_validator("name")
     @classmethod
     def _known_name(cls, value: str) -> str:
-        from toolkit.nn.backbones import BACKBONES
-
-        if value not in BACKBONES:
-            raise ValueError(f"unknown backbone {value!r}; valid names: {', '.join(sorted(BACKBONES))}")
-        return value
+        return check_backbone_name(value)
 
     @field_validator("hidden_dims")
     @classmethod
@@ -37,3 +35,15 @@ class BackboneConfig(BaseModel):
         if not value or any(d < 1 for d in value):
             raise ValueError("hidden_dims must be a non-empty list of positive integers")
         return value
+
+
+def check_backbone_name(value: str) -> str:
+    """A registered backbone name or `timm:<model>`; ValueError listing the valid names otherwise."""
+    from toolkit.nn.backbones import BACKBONES
+    from toolkit.nn.timm_backbone import check_timm_name, is_timm_name
+
+    if is_timm_name(value):
+        return check_timm_name(value)
+    if value not in BACKBONES:
+        raise ValueError(f"unknown backbone {value!r}; valid names: {', '.join(sorted(BACKBONES))} or timm:<model>")
+    return value

@@ -1,0 +1,91 @@
+"""Calibration `cdc_head`: CDC's second head, trained on mini-cluster-averaged predictions of the
+clustering head (spec 3), gives the confidence selection trusts and the final prediction."""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from plugins.cdc.losses import minicluster_targets, negative_entropy, soft_cross_entropy
+from toolkit.context import Batch, RunContext
+from toolkit.hooks import CalibrationPlugin
+from toolkit.ops.kmeans import kmeans
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    num_miniclusters: int = Field(500, ge=1, description="K: k-means mini-clusters per batch (capped at the batch size)")
+    w_en: float = Field(1.0, ge=0, description="weight of the negative-entropy balance term L_en")
+    entropy_per_class_mean: bool = Field(False, description="L_en divided by C (paper Eq. 3) instead of the code's sum")
+    minicluster_norm: Literal["l1", "l2", "none"] = Field("l1", description="feature normalisation before the per-batch k-means")
+    kmeans_niter: int = Field(50, ge=1)
+    kmeans_nredo: int = Field(10, ge=1, description="k-means restarts per batch (the paper's n_init)")
+    stop_gradient: bool = Field(True, description="ablation: False lets L_cal train the backbone too")
+    single_head: bool = Field(False, description="ablation 'Single-head (Clu+Cal)': the calibration loss trains the clustering head itself")
+
+
+class CDCHeadCalibration(CalibrationPlugin):
+    """Dual-head calibration: a copy of the initialised clustering head, trained by L_cal + w_en L_en."""
+
+    Options = Options
+    separate_prediction = True
+
+    def setup(self, ctx: RunContext, head: nn.Module, feature_dim: int) -> None:
+        o: Options = self.options  # type: ignore[assignment]
+        self.head = head
+        self.seed = ctx.seed
+        self.cal = head if o.single_head else copy.deepcopy(head)
+
+    def modules(self) -> dict[str, nn.Module]:
+        o: Options = self.options  # type: ignore[assignment]
+        return {} if o.single_head else {"calibration_head": self.cal}
+
+    def confidence(self, batch: Batch) -> torch.Tensor:
+        self.cal.train()  # batch statistics in every training pass, as the released code does
+        with torch.no_grad():
+            return self.cal(batch.features_of("weak")).float().softmax(dim=1)
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        o: Options = self.options  # type: ignore[assignment]
+        feats = batch.features_of("raw", grad=not o.stop_gradient)
+        with torch.no_grad():
+            p_clu = self.head(feats.detach()).float().softmax(dim=1)
+            k = min(o.num_miniclusters, len(batch))
+            mini = kmeans(_normalise(feats.detach(), o.minicluster_norm), k, niter=o.kmeans_niter,
+                          nredo=o.kmeans_nredo, seed=_batch_seed(self.seed, batch.epoch, batch.step))
+            targets = minicluster_targets(p_clu, torch.as_tensor(mini.labels), k)
+        self.cal.train()
+        logits = self.cal(feats)
+        return {"calibration": soft_cross_entropy(logits, targets),
+                "entropy": o.w_en * negative_entropy(logits, o.entropy_per_class_mean)}
+
+    def predict(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        o: Options = self.options  # type: ignore[assignment]
+        if o.single_head:
+            return logits.float().softmax(dim=1)
+        was = self.cal.training
+        self.cal.eval()
+        try:
+            with torch.no_grad():
+                out = torch.cat([self.cal(f).float() for f in features.split(4096)])
+        finally:
+            self.cal.train(was)
+        return out.softmax(dim=1)
+
+
+def _normalise(x: torch.Tensor, how: str) -> torch.Tensor:
+    if how == "l1":
+        return F.normalize(x.float(), p=1, dim=1)
+    if how == "l2":
+        return F.normalize(x.float(), p=2, dim=1)
+    return x.float()
+
+
+def _batch_seed(seed: int, epoch: int, step: int) -> int:
+    """A k-means seed fixed by (run seed, epoch, step), so resumed runs redo the same partitions."""
+    return (seed * 1_000_003 + epoch * 10_007 + step) % (2**31 - 1)

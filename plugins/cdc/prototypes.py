@@ -1,0 +1,50 @@
+"""Feature-prototype initialisation of an MLP head (CDC spec 2.5): k-means centroids become weights.
+
+Layer 1 gets H prototypes of the normalised features, layer 2 gets C prototypes of the hidden
+activations, biases are zero, and each weight matrix is then "orthogonalised" by the released code's
+prototype-separation procedure. By Property 1 the argmax output neuron is then the nearest prototype.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from toolkit.ops.kmeans import kmeans
+
+
+def row_normalise(x: torch.Tensor) -> torch.Tensor:
+    """Per-row z-score (unbiased std) then L2 normalisation, as the released code does before k-means."""
+    x = x.float()
+    x = (x - x.mean(dim=1, keepdim=True)) / x.std(dim=1, keepdim=True).clamp_min(1e-12)
+    return F.normalize(x, dim=1)
+
+
+def prototypes(x: torch.Tensor, k: int, *, niter: int, nredo: int, seed: int) -> torch.Tensor:
+    """k centroids of row-normalised `x` (k-means++, best of `nredo`), as a float tensor on x's device."""
+    result = kmeans(row_normalise(x), k, niter=niter, nredo=nredo, seed=seed)
+    return torch.as_tensor(result.centroids, device=x.device)
+
+
+def separate(weights: torch.Tensor, steps: int = 2000, scale: float = 5.0, lr: float = 0.1) -> torch.Tensor:
+    """Push prototypes apart: CE over scaled cosine logits between ReLU(Z_i) and W_j, target j = i.
+
+    SGD (momentum 0.9, weight decay 1e-4) with cosine decay over `steps`; returns W (not normalised).
+    This is the released code's meaning of "orthogonalise"; rows end up close to mutually orthogonal.
+    """
+    if steps <= 0:
+        return weights.clone()
+    with torch.enable_grad():
+        z = weights.detach().clone().float().requires_grad_(True)
+        w = weights.detach().clone().float().requires_grad_(True)
+        opt = torch.optim.SGD([z, w], lr=lr, momentum=0.9, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=0.0)
+        target = torch.arange(len(weights), device=weights.device)
+        for _ in range(steps):
+            logits = scale * F.normalize(F.relu(z), dim=1) @ F.normalize(w, dim=1).t()
+            loss = F.cross_entropy(logits, target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return w.detach()

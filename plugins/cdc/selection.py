@@ -1,0 +1,34 @@
+"""Selection `cdc_calibrated`: per-class quotas from the calibrated confidence (weak view), CE of the
+clustering head on the strong view of the chosen rows."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from plugins.cdc.quota import quota_select
+from toolkit.context import Batch, Selection
+from toolkit.hooks import SelectionPlugin
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    per_class: int | None = Field(None, ge=1, description="quota cap M; default floor(batch size / clusters)")
+    ranking: Literal["class_prob", "argmax"] = Field(
+        "class_prob", description="candidates of class c: top-M by p_c over the batch (code) or by confidence among argmax=c (paper)")
+    require_argmax: bool = Field(False, description="also drop candidates of class c whose argmax is another class")
+    view: Literal["strong", "weak"] = Field("strong", description="view the cross-entropy is computed on")
+
+
+class CalibratedSelection(SelectionPlugin):
+    """CDC's dynamic per-class selection driven by the calibration plugin's confidence."""
+
+    Options = Options
+
+    def select(self, batch: Batch) -> Selection:
+        o: Options = self.options  # type: ignore[assignment]
+        probs = batch.confidence
+        per_class = o.per_class or max(1, len(batch) // probs.shape[1])
+        index, labels = quota_select(probs, per_class, o.ranking, o.require_argmax)
+        return Selection(index=index, labels=labels, view=o.view)  # empty index: the loop adds a zero loss

@@ -1,0 +1,123 @@
+"""Pretrain `mocov2`: query encoder + projector trained against a momentum (EMA) key encoder and a queue.
+
+Settings default to CDC's (spec 6.3): SGD lr 0.5 x batch/256, weight decay 1e-4, 50-epoch warmup then
+cosine, temperature 0.2, queue 32768, tau 0.99 (optionally cosine-increased to 0.999 as solo-learn's
+MoCo V2+), projector Linear-(BN)-ReLU-Linear 4096 -> 256, symmetric loss (MoCo V2+).
+The projector, momentum encoder and queue are thrown away afterwards.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from plugins.mocov2.loss import KeyQueue, moco_infonce
+from toolkit.context import RunContext
+from toolkit.device import autocast
+from toolkit.errors import TrainingError
+from toolkit.hooks import PretrainPlugin, PretrainResult
+
+PRETRAIN_SALT = 1
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    epochs: int = Field(1000, ge=0)
+    batch_size: int = Field(256, ge=4)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.5, gt=0, description="base lr, scaled by batch_size / 256")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (standard MoCo-v2; the CDC release ends up at 0)")
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_epochs: int = Field(50, ge=0)
+    temperature: float = Field(0.2, gt=0)
+    queue_size: int = Field(32768, ge=1)
+    tau: float = Field(0.99, ge=0, le=1, description="momentum of the key encoder")
+    final_tau: float | None = Field(None, ge=0, le=1, description="cosine-increase tau to this (solo-learn: 0.999)")
+    projection_hidden: int = Field(4096, ge=2)
+    projection_dim: int = Field(256, ge=2)
+    projector_bn: bool = Field(True, description="BN in the projector (paper yes, released config no)")
+    symmetric: bool = Field(True, description="MoCo V2+: both views act as query and key")
+    view: Literal["weak", "strong"] = Field("strong", description="which [views.*] augmentation makes the pairs")
+
+
+def projector(in_dim: int, hidden: int, out: int, bn: bool) -> nn.Module:
+    mid: list[nn.Module] = [nn.BatchNorm1d(hidden)] if bn else []
+    return nn.Sequential(nn.Linear(in_dim, hidden), *mid, nn.ReLU(inplace=True), nn.Linear(hidden, out))
+
+
+def lr_at(o: Options, step: int, total: int, steps_per_epoch: int) -> float:
+    """Linear warmup for `warmup_epochs`, then cosine decay to 0 (per step)."""
+    base = o.lr * o.batch_size / 256
+    warm = o.warmup_epochs * steps_per_epoch
+    if step < warm:
+        return base * (step + 1) / warm
+    progress = (step - warm) / max(total - warm, 1)
+    return base * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, source: nn.Module, tau: float) -> None:
+    for t, s in zip(target.parameters(), source.parameters()):
+        t.mul_(tau).add_(s.detach(), alpha=1 - tau)
+
+
+class MoCoV2Pretrain(PretrainPlugin):
+    """MoCo-v2: InfoNCE of query projections against momentum-encoder keys and a queue of old keys."""
+
+    Options = Options
+
+    def pretrain(self, ctx: RunContext, backbone: nn.Module) -> PretrainResult:
+        o: Options = self.options  # type: ignore[assignment]
+        torch.manual_seed(ctx.seed)
+        query = nn.Sequential(backbone, projector(int(backbone.out_dim), o.projection_hidden, o.projection_dim,
+                                                  o.projector_bn)).to(ctx.device)
+        key = copy.deepcopy(query)
+        for p in key.parameters():
+            p.requires_grad_(False)
+        queue = KeyQueue(o.queue_size, o.projection_dim, ctx.device, ctx.generator(PRETRAIN_SALT, 0))
+        params = list(query.parameters())
+        if o.optimizer == "sgd":
+            opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        else:
+            opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+        view = ctx.views.get(o.view)
+        steps_per_epoch = max(len(ctx.data) // o.batch_size, 1)
+        total = steps_per_epoch * o.epochs
+        step, last = 0, float("nan")
+        query.train()
+        key.train()
+        for epoch in range(1, o.epochs + 1):
+            gen = ctx.generator(PRETRAIN_SALT, epoch)
+            running = torch.zeros((), device=ctx.device)
+            count = 0
+            for index in ctx.batches(gen, o.batch_size, drop_last=True):
+                images = ctx.images(index)
+                x1, x2 = view(images, gen), view(images, gen)
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(o, step, total, steps_per_epoch)
+                with autocast(ctx.device):
+                    q1, q2 = query(torch.cat([x1, x2])).float().chunk(2)
+                    with torch.no_grad():
+                        k1, k2 = key(torch.cat([x1, x2])).float().chunk(2)
+                loss = moco_infonce(q1, k2, queue.keys, o.temperature)
+                if o.symmetric:
+                    loss = (loss + moco_infonce(q2, k1, queue.keys, o.temperature)) / 2
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                tau = o.tau if o.final_tau is None else o.final_tau - (o.final_tau - o.tau) * (math.cos(math.pi * step / max(total, 1)) + 1) / 2
+                ema_update(key, query, tau)
+                queue.push(torch.cat([k2, k1]) if o.symmetric else k2)
+                running += loss.detach()
+                count += 1
+                step += 1
+            last = float(running) / max(count, 1)
+            if not math.isfinite(last):
+                raise TrainingError(f"stage pretrain (mocov2), epoch {epoch}: non-finite loss infonce")
+            ctx.log_epoch("pretrain", epoch, {"loss": last})
+        return PretrainResult(backbone, metrics={"loss": last})

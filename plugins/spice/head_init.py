@@ -1,0 +1,122 @@
+"""Head-init `spice_prototype` (SPICE stage 2, SPICE-self): several clustering heads trained on the
+frozen backbone by prototype pseudo-labeling; the head with the lowest label-free loss is kept."""
+
+from __future__ import annotations
+
+import copy
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from plugins.spice.prototype import double_softmax_ce, entropy_penalty, head_score, prototype_labels
+from toolkit.context import RunContext
+from toolkit.hooks import HeadInitPlugin
+
+HEAD_INIT_SALT = 2
+
+
+class Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    heads: int = Field(10, ge=1, description="heads trained at once; the lowest-loss one is kept")
+    epochs: int = Field(100, ge=0)
+    lr: float = Field(0.005, gt=0, description="Adam, constant (paper)")
+    batch_size: int = Field(5000, ge=2, description="E-step batch M (paper 1000, released code 5000-10000)")
+    sub_batch_size: int = Field(128, ge=2, description="M-step sub-batches over the labelled pairs (code)")
+    num_repeat: int = Field(8, ge=1, description="M-step passes per E-batch (code: 8; Algorithm 1: 1)")
+    center_ratio: float = Field(0.5, gt=0, le=1, description="share of M/K top-confident rows forming a prototype "
+                                                             "(code 0.5, paper 1.0)")
+    overlap: bool = Field(True, description="a sample may be labelled by several prototypes (paper default)")
+    entropy_weight: float = Field(0.0, ge=0, description="weight of the mean-prediction entropy term (Tiny-ImageNet)")
+    weak_view: Literal["raw", "weak", "strong"] = Field("weak", description="view giving the E-step probabilities")
+    strong_view: Literal["raw", "weak", "strong"] = Field("strong", description="view the heads are trained on")
+    encode_batch_size: int = Field(512, ge=1, description="backbone chunk size (memory only)")
+
+
+def _encode(backbone: nn.Module, ctx: RunContext, view: str, index: torch.Tensor, gen: torch.Generator,
+            chunk: int) -> torch.Tensor:
+    """Features of one view of `index`, frozen backbone, in chunks."""
+    with torch.no_grad():
+        return torch.cat([backbone(ctx.view(view, part, gen)).float() for part in index.split(chunk)])
+
+
+class SpicePrototypeHeadInit(HeadInitPlugin):
+    """Trains `heads` heads with the backbone frozen (eval mode); keeps the (epoch, head) of lowest loss."""
+
+    Options = Options
+
+    def init_head(self, ctx: RunContext, backbone: nn.Module, features: torch.Tensor,
+                  pretrained_head: nn.Module | None) -> nn.Module:
+        o: Options = self.options  # type: ignore[assignment]
+        k, dim = ctx.num_clusters, int(features.shape[1])
+        embed = F.normalize(features.float(), dim=1)  # top branch: raw view, L2-normalised
+        torch.manual_seed(ctx.seed)
+        heads = nn.ModuleList([ctx.build_head(dim) for _ in range(o.heads)]).to(ctx.device)
+        optimizer = torch.optim.Adam(heads.parameters(), lr=o.lr)
+        backbone.eval()  # truly frozen, BN statistics included (spec P-10)
+        best_loss, best_state = float("inf"), copy.deepcopy(heads[0].state_dict())
+        for epoch in range(1, o.epochs + 1):
+            gen = ctx.generator(HEAD_INIT_SALT, epoch)
+            train_loss, steps, pairs = 0.0, 0, 0
+            for index in ctx.batches(gen, o.batch_size):
+                per_cluster = len(index) // k
+                if per_cluster < 1:
+                    continue
+                rows = index.to(ctx.device)
+                weak = _encode(backbone, ctx, o.weak_view, index, gen, o.encode_batch_size)
+                with torch.no_grad():
+                    heads.eval()
+                    chosen = [prototype_labels(embed[rows], h(weak).softmax(dim=1), per_cluster, o.center_ratio,
+                                               o.overlap) for h in heads]
+                    heads.train()
+                pairs += len(chosen[0][0])
+                for _ in range(o.num_repeat):
+                    strong = _encode(backbone, ctx, o.strong_view, index, gen, o.encode_batch_size)
+                    orders = [torch.randperm(len(i), generator=gen).to(ctx.device) for i, _ in chosen]
+                    for start in range(0, len(orders[0]), o.sub_batch_size):
+                        parts = [order[start:start + o.sub_batch_size] for order in orders]
+                        if len(parts[0]) < 2:
+                            continue
+                        losses = []
+                        for h, (idx, lab), part in zip(heads, chosen, parts):
+                            logits = h(strong[idx[part]])
+                            loss = double_softmax_ce(logits, lab[part])
+                            if o.entropy_weight:
+                                loss = loss + o.entropy_weight * entropy_penalty(logits)
+                            losses.append(loss)
+                        loss = torch.stack(losses).mean()
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        optimizer.step()
+                        train_loss, steps = train_loss + float(loss.detach()), steps + 1
+            scores = self._score(heads, features, embed, o)
+            h_best = min(range(len(scores)), key=lambda h: scores[h][0])
+            loss_best, idx_best, lab_best = scores[h_best]
+            if loss_best < best_loss:
+                best_loss, best_state = loss_best, copy.deepcopy(heads[h_best].state_dict())
+            ctx.log_epoch("head_init", epoch, {
+                "loss": train_loss / max(steps, 1),
+                "prototype_labels": float(pairs),  # labelled (sample, cluster) pairs per head this epoch
+                "head_loss_min": loss_best,
+                "head_loss_mean": sum(s[0] for s in scores) / len(scores),
+                "best_head": float(h_best),
+                "kept_loss": best_loss,
+            })
+            ctx.publish_labels("head_init", epoch, "prototype_label", index=idx_best, labels=lab_best)
+        head = ctx.build_head(dim)
+        if o.epochs > 0:
+            head.load_state_dict(best_state)
+        return head.to(ctx.device)
+
+    @staticmethod
+    @torch.no_grad()
+    def _score(heads: nn.ModuleList, features: torch.Tensor, embed: torch.Tensor,
+               o: Options) -> list[tuple[float, torch.Tensor, torch.Tensor]]:
+        """Every head's whole-data-set loss on un-augmented images (spec P-7), in eval mode."""
+        heads.eval()
+        try:
+            return [head_score(h(features.float()), embed, o.center_ratio, o.overlap) for h in heads]
+        finally:
+            heads.train()

@@ -1,0 +1,81 @@
+"""Prototype head init: Property 1 (the head's argmax reproduces k-means on separable data), both head
+shapes, and the prototype separation ("orthogonalisation")."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from plugins.cdc.head_init import PrototypeHeadInit
+from plugins.cdc.prototypes import row_normalise, separate
+from toolkit.metrics import cluster_acc
+from toolkit.nn.heads import ClusterHead
+from toolkit.ops.kmeans import kmeans
+
+
+def _blobs(n_per: int = 60, k: int = 4, dim: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(k, dim, generator=g) * 4
+    labels = torch.arange(k).repeat_interleave(n_per)
+    return centres[labels] + 0.3 * torch.randn(len(labels), dim, generator=g), labels
+
+
+def _ctx(k: int, hidden: int | None) -> SimpleNamespace:
+    return SimpleNamespace(num_clusters=k, seed=0, build_head=lambda d: ClusterHead(d, k, hidden))
+
+
+@pytest.mark.parametrize("hidden", [32, None])
+@pytest.mark.parametrize("orthogonalize", [True, False])
+def test_property1_head_output_matches_kmeans(hidden: int | None, orthogonalize: bool) -> None:
+    feats, _ = _blobs()
+    plugin = PrototypeHeadInit(PrototypeHeadInit.Options(nredo=2, ortho_steps=100, orthogonalize=orthogonalize))
+    head = plugin.init_head(_ctx(4, hidden), None, feats, None)  # type: ignore[arg-type]
+    assert torch.count_nonzero(head.last.bias) == 0 and torch.count_nonzero(head.first.bias) == 0
+    head.eval()
+    with torch.no_grad():
+        out = head(feats).argmax(1).numpy()
+    reference = kmeans(feats, 4, nredo=3, seed=1).labels
+    assert cluster_acc(out, reference) == 1.0
+    assert len(set(out.tolist())) == 4
+
+
+def test_random_head_does_not_reproduce_kmeans() -> None:
+    """The property is not automatic: a default-initialised head scrambles the same blobs."""
+    feats, _ = _blobs()
+    torch.manual_seed(0)
+    head = ClusterHead(16, 4, 32).eval()
+    with torch.no_grad():
+        out = head(feats).argmax(1).numpy()
+    assert cluster_acc(out, kmeans(feats, 4, nredo=3, seed=1).labels) < 0.95
+
+
+def test_linear_property1_exact_on_unit_prototypes() -> None:
+    """Property 1 itself: with equal-norm prototypes W, argmax Wz is the nearest prototype of z."""
+    feats, _ = _blobs(k=5, seed=3)
+    z = row_normalise(feats)
+    w = row_normalise(torch.randn(5, 16))
+    nearest = torch.cdist(z, w).argmin(1)
+    assert torch.equal((z @ w.t()).argmax(1), nearest)
+
+
+def test_separation_pushes_prototypes_apart() -> None:
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 32, generator=g)
+    protos = base + 0.2 * torch.rand(8, 32, generator=g)  # similar, all-positive rows (cosine ~0.9)
+    before = F.normalize(protos, dim=1) @ F.normalize(protos, dim=1).t()
+    after_w = separate(protos, steps=300)
+    after = F.normalize(after_w, dim=1) @ F.normalize(after_w, dim=1).t()
+    off = ~torch.eye(8, dtype=torch.bool)
+    assert after[off].max() < before[off].min()
+    assert after[off].abs().mean() < 0.3
+    assert torch.equal(separate(protos, steps=0), protos)
+
+
+def test_too_few_images_for_the_hidden_prototypes_is_an_error() -> None:
+    from toolkit.errors import PluginError
+
+    with pytest.raises(PluginError, match="prototypes need"):
+        PrototypeHeadInit().init_head(_ctx(4, 512), None, torch.randn(100, 16), None)  # type: ignore[arg-type]

@@ -1,0 +1,142 @@
+"""`toolkit tune` on a real local Ray instance (started once for the module) with digits and tiny trials.
+
+Covers: a 4-trial search (MLflow parent + 4 children with metrics, best.toml valid), a failing trial
+that leaves the others finished, and resume after an interrupted (SIGINT) search without re-running
+finished trials.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+ray = pytest.importorskip("ray")
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from toolkit.tune import BEST_RECIPE, SEARCH_STATE, Search  # noqa: E402
+
+from conftest import RECIPES, toolkit_env  # noqa: E402
+
+BASELINE = RECIPES / "baseline_digits.toml"
+TINY = ["pretrain.epochs=2", "pretrain.batch_size=256", "head_init.epochs=1", "head_init.nredo=1", "train.epochs=2",
+        "model.hidden_dims=[32]", "tune.resources.cpus=1", "tune.grace_period=1"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_instance() -> Iterator[None]:
+    """One local Ray for all searches here: starting Ray costs seconds each time."""
+    import logging
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def children(client: MlflowClient, parent: str) -> list:
+    exp_ids = [e.experiment_id for e in client.search_experiments()]
+    return client.search_runs(exp_ids, filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+
+
+def test_search_of_four_trials(tmp_path: Path, mlflow_store: str) -> None:
+    out = tmp_path / "search"
+    result = Search(out, progress=False).start(BASELINE, TINY + ["tune.search_alg=\"optuna\""], num_samples=4)
+    assert not result.interrupted
+    assert result.metric == "acc" and result.mode == "max"  # digits has labels
+    assert len(result.rows) == 4 and all(r["status"] in ("finished", "stopped") for r in result.rows), result.rows
+    assert result.best is not None and result.best["status"] == "finished"
+    lrs = {r["config"]["train.lr"] for r in result.rows}
+    assert len(lrs) == 4 and all(1e-4 <= lr <= 1e-2 for lr in lrs)
+
+    client = MlflowClient(mlflow_store)
+    parent = client.get_run(result.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["toolkit.kind"] == "tune"
+    assert parent.data.metrics["best_acc"] == pytest.approx(result.best["metric"])
+    assert float(parent.data.params["best.train.lr"]) == pytest.approx(result.best["config"]["train.lr"])
+    kids = children(client, result.parent_run_id)
+    assert len(kids) == 4
+    for kid in kids:
+        history = client.get_metric_history(kid.info.run_id, "acc")
+        assert history and min(m.step for m in history) == 0, kid.info.run_name
+        assert kid.info.status in ("FINISHED", "KILLED")
+        assert kid.data.tags["tune.trial_id"] in {r["trial_id"] for r in result.rows}
+        assert float(kid.data.params["train.lr"]) in lrs
+    finished = [k for k in kids if k.info.status == "FINISHED"]
+    assert finished and all("summary.json" in {a.path for a in client.list_artifacts(k.info.run_id)} for k in finished)
+
+    # best.toml is a complete recipe, without [tune], with the best values; `toolkit recipes validate` accepts it.
+    best = out / BEST_RECIPE
+    text = best.read_text()
+    assert "[tune" not in text and "[pretrain]" in text
+    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "recipes", "validate", str(best)], capture_output=True,
+                          text=True, env=toolkit_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    from toolkit.recipe import load_recipe
+
+    assert load_recipe(best).model.train.lr == pytest.approx(result.best["config"]["train.lr"])
+
+
+def test_failing_trial_leaves_the_others_finished(tmp_path: Path, mlflow_store: str) -> None:
+    """An absurd backbone learning rate makes the self-labeling loss non-finite: that trial fails, the other runs."""
+    space = ['tune.space={"train.backbone_lr" = {type="choice", values=[1e-4, 1e30]}}',
+             'tune.initial=[{"train.backbone_lr"=1e30}, {"train.backbone_lr"=1e-4}]',
+             'tune.search_alg="random"', 'tune.scheduler="fifo"', "selection.threshold=0.1", "train.lr=1e30"]
+    result = Search(tmp_path / "search", progress=False).start(BASELINE, TINY + space, num_samples=2)
+    by_lr = {r["config"]["train.backbone_lr"]: r for r in result.rows}
+    assert set(by_lr) == {1e-4, 1e30}, result.rows
+    failed, ok = by_lr[1e30], by_lr[1e-4]
+    assert failed["status"] == "failed" and "non-finite loss" in failed["error"], failed
+    assert ok["status"] == "finished" and result.best is not None and result.best["trial_id"] == ok["trial_id"]
+    client = MlflowClient(mlflow_store)
+    statuses = sorted(k.info.status for k in children(client, result.parent_run_id))
+    assert statuses == ["FAILED", "FINISHED"]
+
+
+def _interrupt_after_first_trial(trials_dir: Path, timeout: float = 300) -> threading.Thread:
+    """Ctrl-C (SIGINT to this process, which Ray Tune handles by saving its state) once a second trial has
+    started: with one trial at a time, the first has then finished for Ray."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(list(trials_dir.glob("*/run_state.json"))) >= 2:
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_resume_after_interrupted_search(tmp_path: Path, mlflow_store: str) -> None:
+    out = tmp_path / "search"
+    watcher = _interrupt_after_first_trial(out / "trials")
+    first = Search(out, progress=False).start(BASELINE, TINY + ["tune.max_concurrent=1", 'tune.scheduler="fifo"'],
+                                              num_samples=3)
+    watcher.join(timeout=5)
+    assert first.interrupted, first.rows
+    assert json.loads((out / SEARCH_STATE).read_text())["status"] == "interrupted"
+    done_before = {r["trial_id"]: (out / "trials" / r["trial_id"] / "summary.json").stat().st_mtime_ns
+                   for r in first.rows if r["status"] == "finished"}
+    assert 1 <= len(done_before) < 3, first.rows
+
+    second = Search(out, progress=False).resume()
+    assert not second.interrupted
+    assert len(second.rows) == 3 and all(r["status"] == "finished" for r in second.rows), [(r["trial_id"], r["status"], r["epoch"], r["error"]) for r in second.rows]
+    for trial_id, mtime in done_before.items():  # finished trials were not run again
+        assert (out / "trials" / trial_id / "summary.json").stat().st_mtime_ns == mtime
+    client = MlflowClient(mlflow_store)
+    kids = children(client, second.parent_run_id)
+    assert len(kids) == 3 and all(k.info.status == "FINISHED" for k in kids)
+    assert first.parent_run_id == second.parent_run_id
+    assert client.get_run(second.parent_run_id).info.status == "FINISHED"
+    assert (out / BEST_RECIPE).is_file()

@@ -1,0 +1,69 @@
+"""`toolkit tune` input errors: one line naming [tune] / [tune.space] / [tune.resources] and the key, exit 2,
+no traceback, before any Ray instance or MLflow run is started."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import RECIPES, toolkit_env
+
+BASELINE = RECIPES / "baseline_digits.toml"
+
+CASES = [  # through the CLI (a few: each costs a process start)
+    (["--set", 'tune.space.train.lrr={type="uniform", low=0.1, high=0.2}'],
+     ("[tune.space] train.lrr", "[train] lrr: unknown key")),
+    (["--set", "train.epochs=3"], ("[tune] grace_period", "fifo")),  # ASHA grace period 5 >= 3 epochs
+    (["--resume"], ("holds no search",)),
+]
+IN_PROCESS = [
+    ('tune.space.selection.threshold={type="uniform", low=0.5, high=1.5}', r"\[tune.space\] selection.threshold: .*1.5"),
+    ('tune.space.train.lr={type="loguniform", low=0, high=1}', r"\[tune.space\] train.lr: .*low > 0"),
+    ("tune.resources.gpus=2", r"\[tune.resources\] gpus: .*data-parallel"),
+    ('tune.scheduler="hyperband"', r"\[tune\] scheduler: .*'asha' or 'fifo'"),
+    ('tune.metric="my_score"', r"\[tune\] metric: .*mode"),
+    ('tune.initial=[{"train.lr"=-1.0}]', r"\[tune\] initial"),
+    ('tune.space.model.hidden_dims={type="choice", values=[[32], [0]]}', r"\[tune.space\] model.hidden_dims"),
+]
+
+
+@pytest.mark.parametrize("override, pattern", IN_PROCESS, ids=[c[0].split("=")[0] for c in IN_PROCESS])
+def test_tune_section_is_validated(override: str, pattern: str) -> None:
+    from toolkit.errors import RecipeError
+    from toolkit.recipe import load_recipe
+
+    with pytest.raises(RecipeError, match=pattern):
+        load_recipe(BASELINE, [override], check_tune=True)
+
+
+@pytest.mark.parametrize("args, fragments", CASES, ids=[c[1][0] for c in CASES])
+def test_tune_input_errors_are_one_line(tmp_path: Path, args: list[str], fragments: tuple[str, ...]) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "tune", str(BASELINE), "-o", str(tmp_path / "s"), *args],
+                          capture_output=True, text=True, cwd=tmp_path, env=toolkit_env(MLFLOW_TRACKING_URI=uri),
+                          timeout=300)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert not (tmp_path / "s").exists()  # nothing started
+
+
+def test_recipe_without_tune_section(tmp_path: Path) -> None:
+    recipe = tmp_path / "plain.toml"
+    recipe.write_text('[experiment]\nname = "plain"\n[data]\ndataset = "digits"\n')
+    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "tune", str(recipe), "-o", str(tmp_path / "s")],
+                          capture_output=True, text=True, cwd=tmp_path,
+                          env=toolkit_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"), timeout=300)
+    assert proc.returncode == 2 and "[tune]" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_baseline_recipe_has_a_search() -> None:
+    from toolkit.recipe import load_recipe
+
+    rec = load_recipe(BASELINE)
+    assert rec.model.tune is not None and set(rec.model.tune.space) == {"train.lr", "selection.threshold"}
