@@ -6,12 +6,16 @@ so a plugin cannot reach them during training (tests/test_no_label_leak.py check
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 from torch import nn
 
+from toolkit.checkpoint import load_safe, save_atomic
 from toolkit.data.base import ImageShape
 
 if TYPE_CHECKING:
@@ -68,6 +72,9 @@ class RunContext:
     build_backbone: Callable[[], nn.Module]
     build_head: Callable[[int], nn.Module]
     batch_size: int = 256
+    #: Where long plugin stages keep their resume points (None: no resume points, e.g. in `predict`).
+    checkpoint_dir: Path | None = None
+    _last_save: dict[str, float] = field(default_factory=dict, repr=False)
 
     def generator(self, *salt: int) -> torch.Generator:
         """A CPU generator seeded from the run seed and a salt (stage, epoch): same salt, same draws.
@@ -109,6 +116,29 @@ class RunContext:
             outs.append(module(self.view(view, index)).float())
         module.train(was_training)
         return torch.cat(outs)
+
+    def resume_point(self, stage: str) -> dict | None:
+        """What `save_point(stage, ...)` last saved in this output folder, when the run is being resumed
+        (None otherwise). Read with weights_only=True; holds "epoch" plus the plugin's own entries."""
+        if self.checkpoint_dir is None:
+            return None
+        path = self.checkpoint_dir / f"{stage}.pt"
+        return load_safe(path) if path.is_file() else None
+
+    def save_point(self, stage: str, epoch: int, state: dict, final: bool = False) -> None:
+        """Atomically save a long stage's state after `epoch`, so `--resume` continues inside the stage.
+
+        Writes at most every TOOLKIT_STAGE_CHECKPOINT_SECONDS (default 30) and always when `final`:
+        resumed runs stay exact whichever epoch was saved, because every epoch's draws are seeded.
+        """
+        if self.checkpoint_dir is None:
+            return
+        every = float(os.environ.get("TOOLKIT_STAGE_CHECKPOINT_SECONDS", "30"))
+        now = time.monotonic()
+        if not final and now - self._last_save.setdefault(stage, now) < every:
+            return
+        save_atomic({"epoch": epoch, **state}, self.checkpoint_dir / f"{stage}.pt")
+        self._last_save[stage] = now
 
     def log_epoch(self, stage: str, epoch: int, metrics: dict[str, float]) -> None:
         """Report a finished epoch of a plugin-owned stage (progress bars, MLflow, Ray Tune listen)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from toolkit.recipe import Recipe
 RUN_STATE = "run_state.json"
 LAST_CHECKPOINT = "checkpoints/last.pt"
 FINAL_CHECKPOINT = "checkpoints/final.pt"
+STAGE_CHECKPOINTS = "checkpoints/stages"
 
 
 @dataclass
@@ -160,9 +162,12 @@ class Engine:
             return ClusterHead(feature_dim, k, model_cfg.head_hidden_dim).to(device)
 
         ctx = RunContext(UnlabeledImages(train.images, train.name), k, device, exp.seed, views, PluginEvents(self.events),
-                         new_backbone, new_head, self.cfg.train.batch_size)
+                         new_backbone, new_head, self.cfg.train.batch_size,
+                         checkpoint_dir=self.output_dir / STAGE_CHECKPOINTS)
         plugins: dict[str, Plugin] = {slot: self.recipe.build_plugin(slot) for slot in SLOTS}
         ckpt, resume_run_id = self._previous_state()
+        if not self.resume:  # resume points of an earlier run in this folder must not leak into a new one
+            shutil.rmtree(self.output_dir / STAGE_CHECKPOINTS, ignore_errors=True)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         info = RunInfo(self.recipe, self.output_dir, device, self._plugin_info(), k, len(train), len(evalset),
                        evalset.labels is not None, resume_run_id)

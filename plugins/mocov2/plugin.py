@@ -91,7 +91,16 @@ class MoCoV2Pretrain(PretrainPlugin):
         step, last = 0, float("nan")
         query.train()
         key.train()
-        for epoch in range(1, o.epochs + 1):
+        start = 1
+        point = ctx.resume_point("pretrain")
+        if point is not None:  # an interrupted run: continue after its last saved epoch
+            query.load_state_dict(point["query"])
+            key.load_state_dict(point["key"])
+            opt.load_state_dict(point["optimizer"])
+            queue.keys.copy_(point["queue"].to(ctx.device))
+            queue.ptr, step, start = int(point["queue_ptr"]), int(point["step"]), int(point["epoch"]) + 1
+            ctx.warn(f"pretrain (mocov2): resuming after epoch {point['epoch']}")
+        for epoch in range(start, o.epochs + 1):
             gen = ctx.generator(PRETRAIN_SALT, epoch)
             running = torch.zeros((), device=ctx.device)
             count = 0
@@ -120,4 +129,7 @@ class MoCoV2Pretrain(PretrainPlugin):
             if not math.isfinite(last):
                 raise TrainingError(f"stage pretrain (mocov2), epoch {epoch}: non-finite loss infonce")
             ctx.log_epoch("pretrain", epoch, {"loss": last})
+            ctx.save_point("pretrain", epoch, {"query": query.state_dict(), "key": key.state_dict(),
+                                               "optimizer": opt.state_dict(), "queue": queue.keys.cpu(),
+                                               "queue_ptr": queue.ptr, "step": step}, final=epoch == o.epochs)
         return PretrainResult(backbone, metrics={"loss": last})

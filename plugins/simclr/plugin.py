@@ -55,7 +55,17 @@ class SimCLRPretrain(PretrainPlugin):
         backbone.train()
         proj.train()
         last = float("nan")
-        for epoch in range(1, o.epochs + 1):
+        start = 1
+        point = ctx.resume_point("pretrain")
+        if point is not None:  # an interrupted run: continue after its last saved epoch
+            backbone.load_state_dict(point["backbone"])
+            proj.load_state_dict(point["projection"])
+            opt.load_state_dict(point["optimizer"])
+            if sched is not None:
+                sched.load_state_dict(point["scheduler"])
+            start = int(point["epoch"]) + 1
+            ctx.warn(f"pretrain (simclr): resuming after epoch {point['epoch']}")
+        for epoch in range(start, o.epochs + 1):
             gen = ctx.generator(PRETRAIN_SALT, epoch)
             total = torch.zeros((), device=ctx.device)
             steps = 0
@@ -76,4 +86,8 @@ class SimCLRPretrain(PretrainPlugin):
             if last != last or last in (float("inf"), float("-inf")):
                 raise TrainingError(f"stage pretrain (simclr), epoch {epoch}: non-finite loss nt_xent")
             ctx.log_epoch("pretrain", epoch, {"loss": last})
+            ctx.save_point("pretrain", epoch, {"backbone": backbone.state_dict(), "projection": proj.state_dict(),
+                                               "optimizer": opt.state_dict(),
+                                               "scheduler": sched.state_dict() if sched is not None else {}},
+                           final=epoch == o.epochs)
         return PretrainResult(backbone, metrics={"loss": last})
