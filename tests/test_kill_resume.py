@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from toolkit.checkpoint import CheckpointError, load_safe
 
 from conftest import RECIPES, toolkit_env
@@ -94,17 +96,19 @@ def test_kill_9_during_pretraining_resumes_inside_the_stage(tmp_path: Path, mlfl
     assert len(steps) < 40 + epoch, (len(steps), epoch)
 
 
-def test_mocov2_interrupted_in_pretraining_resumes_exactly(tmp_path: Path, mlflow_store: str,
-                                                           monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import pytest
+MOCO = ("baseline_digits.toml", ["pretrain.method=mocov2", "pretrain.epochs=4", "pretrain.batch_size=256",
+                                  "pretrain.queue_size=512", "pretrain.projection_hidden=64", "pretrain.projection_dim=16",
+                                  "pretrain.warmup_epochs=1", "head_init.method=random", "train.epochs=1",
+                                  "model.hidden_dims=[32]"])
+DRC = ("drc_digits.toml", ["pretrain.epochs=4", "model.hidden_dims=[32]", "pretrain.aux_head=true"])
 
+
+@pytest.mark.parametrize("recipe_name, settings", [MOCO, DRC], ids=["mocov2", "drc"])
+def test_interrupted_in_pretraining_resumes_exactly(tmp_path: Path, mlflow_store: str, monkeypatch,  # type: ignore[no-untyped-def]
+                                                    recipe_name: str, settings: list[str]) -> None:
     from toolkit.engine import Engine
     from toolkit.events import Observer
     from toolkit.recipe import load_recipe
-
-    settings = ["pretrain.method=mocov2", "pretrain.epochs=4", "pretrain.batch_size=256", "pretrain.queue_size=512",
-                "pretrain.projection_hidden=64", "pretrain.projection_dim=16", "pretrain.warmup_epochs=1",
-                "head_init.method=random", "train.epochs=1", "model.hidden_dims=[32]"]
 
     class StopInPretrain(Observer):
         def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict, state: object) -> None:
@@ -113,13 +117,23 @@ def test_mocov2_interrupted_in_pretraining_resumes_exactly(tmp_path: Path, mlflo
 
     monkeypatch.setenv("TOOLKIT_STAGE_CHECKPOINT_SECONDS", "0")
     monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path / "c1"))
-    full = Engine(load_recipe(RECIPES / "baseline_digits.toml", settings), tmp_path / "full", device="cpu").run()
+    full = Engine(load_recipe(RECIPES / recipe_name, settings), tmp_path / "full", device="cpu").run()
     monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path / "c2"))
     out = tmp_path / "stopped"
     with pytest.raises(KeyboardInterrupt):
-        Engine(load_recipe(RECIPES / "baseline_digits.toml", settings), out, device="cpu",
+        Engine(load_recipe(RECIPES / recipe_name, settings), out, device="cpu",
                observers=[StopInPretrain()]).run()
     assert int(load_safe(out / "checkpoints" / "stages" / "pretrain.pt")["epoch"]) == 1  # saved before epoch 2's event
-    resumed = Engine(load_recipe(RECIPES / "baseline_digits.toml", settings), out, device="cpu", resume=True).run()
+    class Record(Observer):
+        epochs: list[int] = []
+
+        def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict, state: object) -> None:
+            if stage == "pretrain":
+                self.epochs.append(epoch)
+
+    record = Record()
+    resumed = Engine(load_recipe(RECIPES / recipe_name, settings), out, device="cpu", resume=True,
+                     observers=[record]).run()
+    assert record.epochs == [2, 3, 4]  # continued after the saved epoch 1, not restarted
     keys = [k for k, v in full.items() if isinstance(v, float) and k != "seconds"]
     assert {k: resumed[k] for k in keys} == {k: full[k] for k in keys}

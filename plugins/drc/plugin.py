@@ -76,7 +76,16 @@ class DRCPretrain(PretrainPlugin):
             raise TrainingError(f"stage pretrain (drc): batch_size {o.batch_size} exceeds the {len(ctx.data)} "
                                 "images (every batch would be dropped)")
         metrics: dict[str, float] = {}
-        for epoch in range(1, o.epochs + 1):
+        start = 1
+        point = ctx.resume_point("pretrain")
+        if point is not None:  # an interrupted run: continue after its last saved epoch
+            backbone.load_state_dict(point["backbone"])
+            for name, module in heads:
+                module.load_state_dict(point["heads"][name])
+            opt.load_state_dict(point["optimizer"])
+            start = int(point["epoch"]) + 1
+            ctx.warn(f"pretrain (drc): resuming after epoch {point['epoch']}")
+        for epoch in range(start, o.epochs + 1):
             metrics = {}
             for h, (name, module) in enumerate(heads):
                 part = self._pass(ctx, backbone, module, opt, params, ctx.generator(DRC_SALT, epoch, h))
@@ -86,6 +95,9 @@ class DRCPretrain(PretrainPlugin):
             if bad:
                 raise TrainingError(f"stage pretrain (drc), epoch {epoch}: non-finite loss {', '.join(bad)}")
             ctx.log_epoch("pretrain", epoch, metrics)
+            ctx.save_point("pretrain", epoch, {"backbone": backbone.state_dict(), "optimizer": opt.state_dict(),
+                                               "heads": {n: m.state_dict() for n, m in heads}},
+                           final=epoch == o.epochs)
         backbone.eval()
         head.eval()
         return PretrainResult(backbone, head=head, metrics=metrics)
