@@ -74,6 +74,8 @@ class RunContext:
     batch_size: int = 256
     #: Where long plugin stages keep their resume points (None: no resume points, e.g. in `predict`).
     checkpoint_dir: Path | None = None
+    #: Where plugins write files worth keeping with the run (figures, samples); None: nowhere.
+    artifact_dir: Path | None = None
     _last_save: dict[str, float] = field(default_factory=dict, repr=False)
 
     def generator(self, *salt: int) -> torch.Generator:
@@ -144,6 +146,10 @@ class RunContext:
         """Report a finished epoch of a plugin-owned stage (progress bars, MLflow, Ray Tune listen)."""
         self.events.emit("on_epoch_end", stage=stage, epoch=epoch, metrics=metrics, state=None)
 
+    def log_artifact(self, path: Path, artifact_path: str = "") -> None:
+        """Attach a file the plugin wrote (under `artifact_dir`) to the run: MLflow stores a copy."""
+        self.events.emit("on_artifact", path=Path(path), artifact_path=artifact_path)
+
     def warn(self, message: str) -> None:
         self.events.emit("on_warning", message=message)
 
@@ -211,12 +217,17 @@ class Batch:
 
 @dataclass
 class EpochState:
-    """Whole-data-set view at the start of an epoch: raw-view features and both heads' probabilities."""
+    """Whole-data-set view at the start of an epoch: raw-view features and both heads' probabilities.
+
+    `classify(images)` gives the clustering head's probabilities for normalised images (eval mode,
+    no gradient), e.g. to check what the current model makes of generated samples.
+    """
 
     epoch: int
     features: torch.Tensor
     probs: torch.Tensor
     confidence: torch.Tensor
+    classify: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
 
 
 @dataclass

@@ -163,7 +163,7 @@ class Engine:
 
         ctx = RunContext(UnlabeledImages(train.images, train.name), k, device, exp.seed, views, PluginEvents(self.events),
                          new_backbone, new_head, self.cfg.train.batch_size,
-                         checkpoint_dir=self.output_dir / STAGE_CHECKPOINTS)
+                         checkpoint_dir=self.output_dir / STAGE_CHECKPOINTS, artifact_dir=self.output_dir / "artifacts")
         plugins: dict[str, Plugin] = {slot: self.recipe.build_plugin(slot) for slot in SLOTS}
         ckpt, resume_run_id = self._previous_state()
         if not self.resume:  # resume points of an earlier run in this folder must not leak into a new one
@@ -227,7 +227,8 @@ class Engine:
             if train.labels is not None:
                 mapping = hungarian_map(preds.final.argmax(1).cpu().numpy(), train.labels, n_pred=ctx.num_clusters)
                 probe.cluster_to_class = torch.as_tensor(mapping, device=ctx.device)
-            return EpochState(epoch, preds.features, preds.probs, preds.final), eval_preds, metrics
+            classify = _classifier(backbone, head, ctx.device)
+            return EpochState(epoch, preds.features, preds.probs, preds.final, classify), eval_preds, metrics
 
         epoch_state, eval_preds, metrics = snapshot(state.epoch)
         if state.epoch == 0:
@@ -348,6 +349,24 @@ class Engine:
         write_artifacts(self.output_dir, self.recipe, state, preds, evalset.labels, summary, meta)
         self.events.emit("on_run_end", summary=summary, output_dir=self.output_dir)
         return summary
+
+
+def _classifier(backbone: nn.Module, head: nn.Module, device: torch.device, chunk: int = 1024):  # noqa: ANN202
+    """Clustering-head probabilities for normalised images, in eval mode, restoring the modes after."""
+
+    @torch.no_grad()
+    def classify(images: torch.Tensor) -> torch.Tensor:
+        modes = backbone.training, head.training
+        backbone.eval()
+        head.eval()
+        try:
+            outs = [head(backbone(x.to(device))).float().softmax(1) for x in images.split(chunk)]
+        finally:
+            backbone.train(modes[0])
+            head.train(modes[1])
+        return torch.cat(outs) if outs else torch.empty(0, device=device)
+
+    return classify
 
 
 def _feature_dim(backbone: nn.Module, ctx: RunContext) -> int:

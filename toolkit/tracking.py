@@ -148,6 +148,12 @@ class MlflowTracker(Observer):
         for i in range(0, len(items), _METRIC_CHUNK):
             self.client.log_batch(self.run_id, metrics=items[i:i + _METRIC_CHUNK])
 
+    def on_artifact(self, *, path: Any, artifact_path: str) -> None:
+        """A file a plugin wrote during the run (e.g. generated samples each round)."""
+        if self.run_id is None or not Path(path).is_file():
+            return
+        self.client.log_artifact(self.run_id, str(path), artifact_path=artifact_path or None)
+
     def on_run_end(self, *, summary: dict[str, Any], output_dir: Any) -> None:
         from mlflow.entities import RunTag
 
