@@ -101,8 +101,16 @@ class RunContext:
             yield order[start:start + bs]
 
     def images(self, index: torch.Tensor) -> torch.Tensor:
-        """uint8 images for `index`, moved to the run's device."""
-        return self.data.images[index].to(self.device, non_blocking=True)
+        """uint8 images for `index`, on the run's device.
+
+        Device-resident data ([train] data_on_device) is gathered there; host data is gathered into
+        pinned memory first, so the copy to a GPU is truly non-blocking.
+        """
+        source = self.data.images
+        batch = source[index.to(source.device, non_blocking=True)]
+        if self.device.type == "cuda" and batch.device.type == "cpu":
+            batch = batch.pin_memory()
+        return batch.to(self.device, non_blocking=True)
 
     def view(self, name: str, index: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Float view `name` (raw/weak/strong) of the images at `index`, on the device."""

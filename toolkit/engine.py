@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from toolkit import cache
+from toolkit.accel import Speed
 from toolkit.checkpoint import CheckpointWriter, load_safe
 from toolkit.context import EpochState, PluginEvents, RunContext, UnlabeledImages, Views
 from toolkit.data.base import DataSplits, ImageData
@@ -104,6 +105,7 @@ class Engine:
         self.events = EventBus([CheckpointWriter(self.output_dir / LAST_CHECKPOINT), *(observers or [])])
         self.resume = resume
         self.label_probe: PseudoLabelProbe | None = None  # accuracy of labels plugins publish
+        self.speed: Speed | None = None  # [train] compile / channels_last, resolved in run()
 
     # ----------------------------------------------------------------------------------- set-up
     def _load_data(self) -> DataSplits:
@@ -154,14 +156,18 @@ class Engine:
         views = self._views(train)
         model_cfg = self.cfg.model
         backbone_cfg = model_cfg.backbone_config()
+        tcfg = self.cfg.train
+        self.speed = speed = Speed(device, tcfg.channels_last, tcfg.compile)
+        nbytes = train.images.nbytes + (test.images.nbytes if test is not None else 0)
+        data_device = speed.data_device(tcfg.data_on_device, nbytes)
 
         def new_backbone() -> nn.Module:
-            return build_backbone(backbone_cfg, train.channels, train.image_size).to(device)
+            return speed.prepare(build_backbone(backbone_cfg, train.channels, train.image_size).to(device), self._warn)
 
         def new_head(feature_dim: int) -> nn.Module:
             return ClusterHead(feature_dim, k, model_cfg.head_hidden_dim).to(device)
 
-        ctx = RunContext(UnlabeledImages(train.images, train.name), k, device, exp.seed, views, PluginEvents(self.events),
+        ctx = RunContext(UnlabeledImages(train.images.to(data_device), train.name), k, device, exp.seed, views, PluginEvents(self.events),
                          new_backbone, new_head, self.cfg.train.batch_size,
                          checkpoint_dir=self.output_dir / STAGE_CHECKPOINTS, artifact_dir=self.output_dir / "artifacts")
         plugins: dict[str, Plugin] = {slot: self.recipe.build_plugin(slot) for slot in SLOTS}
@@ -171,6 +177,7 @@ class Engine:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         info = RunInfo(self.recipe, self.output_dir, device, self._plugin_info(), k, len(train), len(evalset),
                        evalset.labels is not None, resume_run_id)
+        info.tags["data_device"] = str(data_device)
         self.events.emit("on_run_start", run=info)
         self._write_run_state(info, "running")
         try:
@@ -181,6 +188,9 @@ class Engine:
             raise
         self._write_run_state(info, "finished")
         return summary
+
+    def _warn(self, message: str) -> None:
+        self.events.emit("on_warning", message=message)
 
     def _write_run_state(self, info: RunInfo, status: str) -> None:
         state = {"mlflow_run_id": info.mlflow_run_id, "status": status, "recipe": self.recipe.source}
@@ -193,6 +203,8 @@ class Engine:
             self.label_probe = PseudoLabelProbe(train.labels, self.events)
             self.events.add(self.label_probe)
         backbone, pretrained_head = self._pretrain(ctx, plugins["pretrain"], train, info)
+        if self.speed is not None:  # a pretrain plugin may return a module it built itself
+            backbone = self.speed.prepare(backbone, self._warn)
         head_init: HeadInitPlugin = plugins["head_init"]  # type: ignore[assignment]
         if ckpt is not None:
             head = ctx.build_head(_feature_dim(backbone, ctx))
@@ -219,10 +231,12 @@ class Engine:
         train_labels = torch.as_tensor(train.labels, device=ctx.device) if train.labels is not None else None
         probe = Probe(train_labels)
         same_set = evalset is train
+        images = ctx.data.images  # on the device when [train] data_on_device put them there
+        eval_images = images if same_set else evalset.images.to(images.device)
 
         def snapshot(epoch: int) -> tuple[EpochState, Predictions, dict[str, float]]:
-            preds = predict(train.images, ctx.views.raw, backbone, head, calibration, ctx.device)
-            eval_preds = preds if same_set else predict(evalset.images, ctx.views.raw, backbone, head, calibration, ctx.device)
+            preds = predict(images, ctx.views.raw, backbone, head, calibration, ctx.device)
+            eval_preds = preds if same_set else predict(eval_images, ctx.views.raw, backbone, head, calibration, ctx.device)
             metrics = score(eval_preds, evalset.labels, calibration.separate_prediction)
             if train.labels is not None:
                 mapping = hungarian_map(preds.final.argmax(1).cpu().numpy(), train.labels, n_pred=ctx.num_clusters)

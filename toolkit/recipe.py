@@ -11,10 +11,10 @@ import copy
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from toolkit.data.config import DataConfig
 from toolkit.data.views import AugmentConfig
@@ -23,6 +23,19 @@ from toolkit.hooks import SLOTS, Plugin
 from toolkit.nn.config import BackboneConfig, check_backbone_name
 from toolkit.tune_config import TuneConfig, check_space_keys, parse_tune
 from toolkit import plugins as plugin_registry
+
+
+def _auto_flag(value: Any) -> bool | str:
+    """true, false or "auto" (any case); anything else is a one-line recipe error."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("auto", "true", "false"):
+        v = value.strip().lower()
+        return v if v == "auto" else v == "true"
+    raise ValueError('must be true, false or "auto"')
+
+
+AutoFlag = Annotated[Union[bool, Literal["auto"]], BeforeValidator(_auto_flag)]
 
 
 class _Strict(BaseModel):
@@ -83,6 +96,10 @@ class TrainConfig(_Strict):
     freeze_backbone: bool = False
     eval_every: int = Field(1, ge=1)
     grad_clip: float | None = Field(None, gt=0)
+    # Speed settings for the whole run (pretraining included); each is a no-op where it would not pay off.
+    compile: bool = False  # torch.compile the backbone (first steps are slow while it compiles)
+    channels_last: AutoFlag = "auto"  # auto: on for conv backbones on CUDA
+    data_on_device: AutoFlag = "auto"  # auto: keep the uint8 images on CUDA when they fit
 
 
 class SlotConfig(BaseModel):
