@@ -1,6 +1,8 @@
 """The self-labeling epoch: forward weak+strong views, ask the plugins, sum the losses, step.
 
 Per-step numbers stay on the device and are read once per epoch, so the loop does not stall a GPU.
+On CUDA even the non-finite-loss check reads a step's flag one step late (after the next forward is
+queued), so the host never waits for the step it just launched.
 """
 
 from __future__ import annotations
@@ -88,12 +90,17 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
     per_cluster = torch.zeros(k, device=ctx.device)
     seen = 0
     params = [p for group in optimizer.param_groups for p in group["params"]]
+    lagged = ctx.device.type == "cuda"
+    pending: tuple[int, dict[str, torch.Tensor]] | None = None  # (step, losses) not yet checked for finiteness
     for step, index in enumerate(ctx.batches(gen, drop_last=True)):
         uint8 = ctx.images(index)
         weak = ctx.views.weak(uint8, gen)
         strong = ctx.views.strong(uint8, gen)
         with autocast(ctx.device):
             feats, logits = models.forward(torch.cat([weak, strong]))
+        if pending is not None:  # previous step's losses, checked once this step's forward is queued
+            _check_finite(epoch, *pending)
+            pending = None
         fw, fs = feats.float().chunk(2)
         lw, ls = logits.float().chunk(2)
         index_dev = index.to(ctx.device)
@@ -115,17 +122,18 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
             correct = probe.correct(index_dev[sel.index], sel.labels)
             if correct is not None:
                 totals.add(f"correct_{sel.name}", correct)
-            if sel is selections[0]:
-                per_cluster += torch.bincount(sel.labels, minlength=k)[:k].float()
+            if sel is selections[0]:  # index_add, unlike bincount, needs no host read of the largest label
+                per_cluster.index_add_(0, sel.labels.clamp(0, k - 1), (sel.labels < k).float())
         totals.add("selected_any", chosen.sum())
         with plugin_call("self_label", calibration, epoch):
             losses.update({f"loss_{n}": v for n, v in calibration.loss(batch).items()})
         with plugin_call("self_label", generation, epoch):
             losses.update({f"loss_{n}": v for n, v in generation.loss(batch, models.forward).items()})
         total = sum(losses.values())
-        if not torch.isfinite(total):
-            bad = [n for n, v in losses.items() if not torch.isfinite(v)]
-            raise TrainingError(f"stage self_label, epoch {epoch}, step {step}: non-finite loss in {', '.join(bad)}")
+        if lagged:
+            pending = (step, losses)
+        else:
+            _check_finite(epoch, step, losses)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         if grad_clip:
@@ -138,7 +146,17 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
         seen += len(batch)
         if on_step:
             on_step(step)
+    if pending is not None:
+        _check_finite(epoch, *pending)
     return _summarise(totals, seen, per_cluster, selections_names=[s for s in totals.sums if s.startswith("selected_")])
+
+
+def _check_finite(epoch: int, step: int, losses: dict[str, torch.Tensor]) -> None:
+    """Stop the run naming the loss terms that are NaN or infinite (one host read)."""
+    flags = torch.stack([torch.isfinite(v.detach()).all() for v in losses.values()]).tolist() if losses else []
+    bad = [n for n, ok in zip(losses, flags) if not ok]
+    if bad:
+        raise TrainingError(f"stage self_label, epoch {epoch}, step {step}: non-finite loss in {', '.join(bad)}")
 
 
 def _summarise(totals: EpochTotals, seen: int, per_cluster: torch.Tensor, selections_names: list[str]) -> dict[str, float]:
