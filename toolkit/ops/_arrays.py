@@ -17,18 +17,6 @@ def as_float32(x: Any) -> np.ndarray:
     return arr
 
 
-def use_gpu(gpu: bool | None) -> bool:
-    """Resolve the gpu flag: None = use faiss GPUs when present; True without any is an error."""
-    import faiss
-
-    available = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    if gpu is None:
-        return available > 0
-    if gpu and available == 0:
-        raise ValueError("gpu=True but faiss sees no GPU (is faiss-gpu installed?)")
-    return bool(gpu)
-
-
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length; all-zero rows stay zero."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)

@@ -1,4 +1,10 @@
-"""k-means on features via faiss (CPU, or all GPUs when faiss has them)."""
+"""k-means on features: faiss (CPU, or a faiss GPU index for CUDA tensors), or torch for small CUDA problems.
+
+Backend "auto": a CUDA tensor with few points (CDC's per-batch mini-clusters) is clustered by
+`kmeans_torch` on its device, because faiss's Lloyd loop returns to the host every iteration; a larger
+CUDA tensor goes to faiss on the GPU when faiss-gpu is installed; everything else to faiss on the CPU.
+A CPU run therefore gives the same partitions whether or not a GPU exists.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,8 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
-from toolkit.ops._arrays import as_float32, l2_normalise, use_gpu
+from toolkit.ops import _gpu
+from toolkit.ops._arrays import as_float32, l2_normalise
 
 
 @dataclass
@@ -18,6 +25,22 @@ class KMeansResult:
     centroids: np.ndarray
     labels: np.ndarray
     inertia: float
+
+
+Backend = Literal["auto", "faiss", "torch"]
+#: "auto" uses the torch backend for CUDA tensors of at most this many points ...
+TORCH_MAX_POINTS = 16_384
+#: ... whose restarts x points x clusters distance table stays small (2**26 floats = 256 MB).
+TORCH_MAX_TABLE = 2**26
+
+
+def pick_backend(x: Any, k: int, nredo: int, backend: Backend = "auto") -> str:
+    """'torch' or 'faiss' for these inputs (see the module docstring for the rule)."""
+    if backend != "auto":
+        return backend
+    n = int(x.shape[0])
+    small = n <= TORCH_MAX_POINTS and n * k * nredo <= TORCH_MAX_TABLE
+    return "torch" if _gpu.on_cuda(x) and small else "faiss"
 
 
 def kmeans(
@@ -30,6 +53,7 @@ def kmeans(
     spherical: bool = False,
     gpu: bool | None = None,
     init: Literal["kmeans++", "random"] = "kmeans++",
+    backend: Backend = "auto",
 ) -> KMeansResult:
     """Cluster rows of ``x`` (numpy or torch, any device) into ``k`` groups; same seed, same result.
 
@@ -37,8 +61,14 @@ def kmeans(
     points are then assigned by largest inner product. ``init="kmeans++"`` (default) avoids the
     merged-clusters minima that faiss's random init often hits; older faiss builds without it
     fall back to random init. faiss trains on at most 256 points per
-    centroid (its default sampling); every point is assigned afterwards.
+    centroid (its default sampling); every point is assigned afterwards. ``gpu`` (faiss only): None =
+    a faiss GPU index when faiss has one and ``x`` is a CUDA tensor. ``backend``: see `pick_backend`;
+    the torch backend always uses k-means++ init.
     """
+    if backend not in ("auto", "faiss", "torch"):
+        raise ValueError(f"unknown backend {backend!r}; use 'auto', 'faiss' or 'torch'")
+    if pick_backend(x, k, nredo, backend) == "torch":
+        return _via_torch(x, k, niter=niter, nredo=nredo, seed=seed, spherical=spherical)
     data = as_float32(x)
     n, d = data.shape
     if not 1 <= k <= n:
@@ -52,8 +82,10 @@ def kmeans(
         raise ValueError(f"unknown init {init!r}; use 'kmeans++' or 'random'")
     km = faiss.Kmeans(
         d, k, niter=niter, nredo=nredo, seed=seed, spherical=spherical,
-        gpu=use_gpu(gpu), min_points_per_centroid=1, verbose=False, **extra,
+        min_points_per_centroid=1, verbose=False, **extra,
     )
+    if _gpu.use_gpu(gpu, x):  # a flat index on the input's GPU, with the process's shared resources
+        km.index = _gpu.flat_index(d, spherical, _gpu.gpu_id(x))
     km.train(data)
     scores, labels = km.assign(data)
     centroids = np.ascontiguousarray(km.centroids, dtype=np.float32)
@@ -63,3 +95,16 @@ def kmeans(
     else:
         inertia = float(scores.sum(dtype=np.float64))
     return KMeansResult(centroids=centroids, labels=labels.astype(np.int64), inertia=inertia)
+
+
+def _via_torch(x: Any, k: int, *, niter: int, nredo: int, seed: int, spherical: bool) -> KMeansResult:
+    import torch
+
+    from toolkit.ops.kmeans_torch import kmeans_torch
+
+    tensor = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float32))
+    if tensor.ndim != 2:
+        raise ValueError(f"expected a 2-D [N, D] array, got shape {tuple(tensor.shape)}")
+    out = kmeans_torch(tensor, k, niter=niter, nredo=nredo, seed=seed, spherical=spherical)
+    return KMeansResult(centroids=out.centroids.cpu().numpy().astype(np.float32, copy=False),
+                        labels=out.labels.cpu().numpy(), inertia=float(out.inertia))
