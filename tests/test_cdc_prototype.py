@@ -24,7 +24,8 @@ def _blobs(n_per: int = 60, k: int = 4, dim: int = 16, seed: int = 0) -> tuple[t
 
 
 def _ctx(k: int, hidden: int | None) -> SimpleNamespace:
-    return SimpleNamespace(num_clusters=k, seed=0, build_head=lambda d: ClusterHead(d, k, hidden))
+    return SimpleNamespace(num_clusters=k, seed=0, build_head=lambda d: ClusterHead(d, k, hidden),
+                           resume_point=lambda stage: None, save_point=lambda *a, **kw: None, warn=print)
 
 
 @pytest.mark.parametrize("hidden", [32, None])

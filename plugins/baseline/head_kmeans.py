@@ -3,7 +3,7 @@ head is trained on them with the backbone frozen, so self-labeling starts from t
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +15,7 @@ from toolkit.hooks import HeadInitPlugin
 from toolkit.ops.kmeans import kmeans
 
 HEAD_INIT_SALT = 2
+STAGE = "head_init"
 
 
 class Options(BaseModel):
@@ -36,13 +37,25 @@ class KMeansPseudoLabelHeadInit(HeadInitPlugin):
     def init_head(self, ctx: RunContext, backbone: nn.Module, features: torch.Tensor,
                   pretrained_head: nn.Module | None) -> nn.Module:
         o: Options = self.options  # type: ignore[assignment]
-        result = kmeans(features, ctx.num_clusters, niter=o.niter, nredo=o.nredo, seed=ctx.seed, spherical=o.spherical)
-        targets = torch.as_tensor(result.labels, device=ctx.device)
         torch.manual_seed(ctx.seed)
         head = ctx.build_head(int(features.shape[1]))
         optimizer = torch.optim.Adam(head.parameters(), lr=o.lr)
+        point = ctx.resume_point(STAGE)
+        if point is not None:  # an interrupted run: same k-means labels, continue after the saved epoch
+            labels = point["labels"]
+            head.load_state_dict(point["head"])
+            optimizer.load_state_dict(point["optimizer"])
+            start = int(point["epoch"]) + 1
+            ctx.warn(f"head_init (kmeans_pseudo_label): resuming after epoch {point['epoch']}")
+        else:
+            result = kmeans(features, ctx.num_clusters, niter=o.niter, nredo=o.nredo, seed=ctx.seed,
+                            spherical=o.spherical)
+            labels, start = torch.as_tensor(result.labels), 1
+            # k-means can take minutes on large data: always keep its labels (epoch 0)
+            ctx.save_point(STAGE, 0, _state(labels, head, optimizer), final=True)
+        targets = labels.to(ctx.device)
         backbone.eval()
-        for epoch in range(1, o.epochs + 1):
+        for epoch in range(start, o.epochs + 1):
             gen = ctx.generator(HEAD_INIT_SALT, epoch)
             total, steps = 0.0, 0
             for index in ctx.batches(gen, o.batch_size):
@@ -55,6 +68,12 @@ class KMeansPseudoLabelHeadInit(HeadInitPlugin):
                 loss.backward()
                 optimizer.step()
                 total, steps = total + float(loss.detach()), steps + 1
-            ctx.log_epoch("head_init", epoch, {"loss": total / max(steps, 1)})
+            ctx.log_epoch(STAGE, epoch, {"loss": total / max(steps, 1)})
+            ctx.save_point(STAGE, epoch, _state(labels, head, optimizer), final=epoch == o.epochs)
         backbone.train()
         return head
+
+
+def _state(labels: torch.Tensor, head: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """What `--resume` needs to continue head training: the k-means labels, head and optimizer."""
+    return {"labels": labels.cpu(), "head": head.state_dict(), "optimizer": optimizer.state_dict()}

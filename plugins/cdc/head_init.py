@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
@@ -10,6 +12,8 @@ from plugins.cdc.prototypes import prototypes, separate
 from toolkit.context import RunContext
 from toolkit.errors import PluginError
 from toolkit.hooks import HeadInitPlugin
+
+STAGE = "head_init"
 
 
 class Options(BaseModel):
@@ -45,19 +49,50 @@ class PrototypeHeadInit(HeadInitPlugin):
             raise PluginError(f"head_init prototype: {need} prototypes need at least as many images, got {n}")
         km = dict(niter=o.niter, nredo=o.nredo, seed=ctx.seed)
         sep = dict(steps=o.ortho_steps if o.orthogonalize else 0, scale=o.ortho_scale, lr=o.ortho_lr)
+        phases = _Phases(ctx, feats.device)
         with torch.no_grad():
             if hidden is None:
-                w_last = prototypes(feats, ctx.num_clusters, **km)
+                w_last = phases.run("kmeans_last", lambda: prototypes(feats, ctx.num_clusters, **km))
                 w_first = None
             else:
-                w_first = prototypes(feats, hidden, **km)
+                w_first = phases.run("kmeans_first", lambda: prototypes(feats, hidden, **km))
                 # A fresh BN in eval mode is the identity (up to sqrt(1 + eps)), so ReLU(BN(h)) = ReLU(h).
                 activ = torch.relu(feats @ w_first.t())
-                w_last = prototypes(activ, ctx.num_clusters, **km)
+                w_last = phases.run("kmeans_last", lambda: prototypes(activ, ctx.num_clusters, **km))
         if w_first is not None:
-            _fill(head.first, separate(w_first, **sep))
-        _fill(head.last, separate(w_last, **sep))
+            _fill(head.first, phases.separate("first", w_first, sep))
+        _fill(head.last, phases.separate("last", w_last, sep))
         return head
+
+
+class _Phases:
+    """The stage's expensive phases (k-means per layer, then separation per layer), each computed once:
+    `--resume` after a kill reuses finished phases and continues a separation from its last kept step."""
+
+    def __init__(self, ctx: RunContext, device: torch.device) -> None:
+        self.ctx = ctx
+        point = ctx.resume_point(STAGE) or {}
+        self.done: dict[str, torch.Tensor] = {k: v.to(device) for k, v in point.get("done", {}).items()}
+        self.partial: dict[str, Any] | None = point.get("separation")
+        if point:
+            at = f", separation of '{self.partial['layer']}' at step {self.partial['step']}" if self.partial else ""
+            ctx.warn(f"head_init (prototype): resuming after {', '.join(self.done) or 'nothing'}{at}")
+
+    def run(self, name: str, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """`compute()` unless an earlier attempt finished it; a finished phase is always kept (minutes of k-means)."""
+        if name not in self.done:
+            self.done[name] = compute()
+            self.ctx.save_point(STAGE, len(self.done), {"done": self.done}, final=True)
+        return self.done[name]
+
+    def separate(self, layer: str, weights: torch.Tensor, options: dict[str, Any]) -> torch.Tensor:
+        """`separate(weights)` for one layer, with its steps kept at most every TOOLKIT_STAGE_CHECKPOINT_SECONDS."""
+        resume = self.partial if self.partial is not None and self.partial["layer"] == layer else None
+
+        def keep(state: dict[str, Any]) -> None:
+            self.ctx.save_point(STAGE, len(self.done), {"done": self.done, "separation": {"layer": layer, **state}})
+
+        return self.run(f"separate_{layer}", lambda: separate(weights, **options, resume=resume, checkpoint=keep))
 
 
 def _fill(layer: nn.Linear, weight: torch.Tensor) -> None:

@@ -7,6 +7,8 @@ prototype-separation procedure. By Property 1 the argmax output neuron is then t
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -26,11 +28,15 @@ def prototypes(x: torch.Tensor, k: int, *, niter: int, nredo: int, seed: int) ->
     return torch.as_tensor(result.centroids, device=x.device)
 
 
-def separate(weights: torch.Tensor, steps: int = 2000, scale: float = 5.0, lr: float = 0.1) -> torch.Tensor:
+def separate(weights: torch.Tensor, steps: int = 2000, scale: float = 5.0, lr: float = 0.1, *,
+             resume: dict[str, Any] | None = None,
+             checkpoint: Callable[[dict[str, Any]], None] | None = None) -> torch.Tensor:
     """Push prototypes apart: CE over scaled cosine logits between ReLU(Z_i) and W_j, target j = i.
 
     SGD (momentum 0.9, weight decay 1e-4) with cosine decay over `steps`; returns W (not normalised).
     This is the released code's meaning of "orthogonalise"; rows end up close to mutually orthogonal.
+    `checkpoint(state)` gets, after every step, what `resume=state` needs to continue exactly (the
+    caller decides which to keep: thousands of steps on large heads take a while on a CPU).
     """
     if steps <= 0:
         return weights.clone()
@@ -39,12 +45,23 @@ def separate(weights: torch.Tensor, steps: int = 2000, scale: float = 5.0, lr: f
         w = weights.detach().clone().float().requires_grad_(True)
         opt = torch.optim.SGD([z, w], lr=lr, momentum=0.9, weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=0.0)
+        start = 0
+        if resume is not None:
+            with torch.no_grad():
+                z.copy_(resume["z"])
+                w.copy_(resume["w"])
+            opt.load_state_dict(resume["optimizer"])
+            sched.load_state_dict(resume["scheduler"])
+            start = int(resume["step"])
         target = torch.arange(len(weights), device=weights.device)
-        for _ in range(steps):
+        for step in range(start, steps):
             logits = scale * F.normalize(F.relu(z), dim=1) @ F.normalize(w, dim=1).t()
             loss = F.cross_entropy(logits, target)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            if checkpoint is not None:
+                checkpoint({"step": step + 1, "z": z.detach(), "w": w.detach(), "optimizer": opt.state_dict(),
+                            "scheduler": sched.state_dict()})
     return w.detach()

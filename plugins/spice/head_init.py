@@ -16,6 +16,7 @@ from toolkit.context import RunContext
 from toolkit.hooks import HeadInitPlugin
 
 HEAD_INIT_SALT = 2
+STAGE = "head_init"
 
 
 class Options(BaseModel):
@@ -57,7 +58,16 @@ class SpicePrototypeHeadInit(HeadInitPlugin):
         optimizer = torch.optim.Adam(heads.parameters(), lr=o.lr)
         backbone.eval()  # truly frozen, BN statistics included (spec P-10)
         best_loss, best_state = float("inf"), copy.deepcopy(heads[0].state_dict())
-        for epoch in range(1, o.epochs + 1):
+        start = 1
+        point = ctx.resume_point(STAGE)
+        if point is not None:  # an interrupted run: continue after its last saved epoch
+            heads.load_state_dict(point["heads"])
+            optimizer.load_state_dict(point["optimizer"])
+            best_loss, best_state, start = float(point["best_loss"]), point["best_state"], int(point["epoch"]) + 1
+            ctx.warn(f"head_init (spice_prototype): resuming after epoch {point['epoch']}")
+            if start > o.epochs:  # finished before the kill: report its last labels again (summary's latest)
+                ctx.publish_labels(STAGE, int(point["epoch"]), "prototype_label", *point["labels"])
+        for epoch in range(start, o.epochs + 1):
             gen = ctx.generator(HEAD_INIT_SALT, epoch)
             train_loss, steps, pairs = 0.0, 0, 0
             for index in ctx.batches(gen, o.batch_size):
@@ -96,7 +106,7 @@ class SpicePrototypeHeadInit(HeadInitPlugin):
             loss_best, idx_best, lab_best = scores[h_best]
             if loss_best < best_loss:
                 best_loss, best_state = loss_best, copy.deepcopy(heads[h_best].state_dict())
-            ctx.log_epoch("head_init", epoch, {
+            ctx.log_epoch(STAGE, epoch, {
                 "loss": train_loss / max(steps, 1),
                 "prototype_labels": float(pairs),  # labelled (sample, cluster) pairs per head this epoch
                 "head_loss_min": loss_best,
@@ -104,7 +114,10 @@ class SpicePrototypeHeadInit(HeadInitPlugin):
                 "best_head": float(h_best),
                 "kept_loss": best_loss,
             })
-            ctx.publish_labels("head_init", epoch, "prototype_label", index=idx_best, labels=lab_best)
+            ctx.publish_labels(STAGE, epoch, "prototype_label", index=idx_best, labels=lab_best)
+            ctx.save_point(STAGE, epoch, {"heads": heads.state_dict(), "optimizer": optimizer.state_dict(),
+                                          "best_loss": best_loss, "best_state": best_state,
+                                          "labels": [idx_best.cpu(), lab_best.cpu()]}, final=epoch == o.epochs)
         head = ctx.build_head(dim)
         if o.epochs > 0:
             head.load_state_dict(best_state)
