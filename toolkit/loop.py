@@ -107,7 +107,7 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
         batch = Batch(index=index_dev, epoch=epoch, step=step, weak=weak, strong=strong, features_weak=fw,
                       features_strong=fs, logits_weak=lw, logits_strong=ls,
                       _raw_fn=lambda u=uint8: ctx.views.raw(u),
-                      _encode_fn=lambda x: models.backbone(x))
+                      _encode_fn=lambda x: _encode(models.backbone, x, ctx.device))
         with torch.no_grad():
             with plugin_call("self_label", calibration, epoch):
                 batch.confidence = calibration.confidence(batch).detach()
@@ -149,6 +149,12 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
     if pending is not None:
         _check_finite(epoch, *pending)
     return _summarise(totals, seen, per_cluster, selections_names=[s for s in totals.sums if s.startswith("selected_")])
+
+
+def _encode(backbone: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Extra views' features (Batch.features_of) under the same autocast as the main forward."""
+    with autocast(device):
+        return backbone(images)
 
 
 def _check_finite(epoch: int, step: int, losses: dict[str, torch.Tensor]) -> None:
