@@ -3,9 +3,14 @@ embedding neighbours agree with it; the released code adds a confidence filter a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from toolkit.ops.knn import knn
+
+if TYPE_CHECKING:
+    import torch
 
 
 def consistency_ratio(neighbors: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -34,8 +39,9 @@ def reliable_mask(ratio: np.ndarray, confidence: np.ndarray, labels: np.ndarray,
     return keep
 
 
-def neighbours(features: np.ndarray, num_neighbors: int, include_self: bool) -> np.ndarray:
-    """Indices [N, Ns] of each sample's nearest samples by cosine similarity (faiss, exact).
+def neighbours(features: np.ndarray | torch.Tensor, num_neighbors: int, include_self: bool) -> np.ndarray:
+    """Indices [N, Ns] of each sample's nearest samples by cosine similarity (faiss, exact; on the GPU for
+    CUDA tensors when faiss-gpu is installed).
     With `include_self` the sample counts among its own Ns neighbours (released code)."""
     n = len(features)
     k = min(num_neighbors, n if include_self else n - 1)

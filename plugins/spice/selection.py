@@ -55,7 +55,7 @@ class SpiceReliableSelection(SelectionPlugin):
             return
         conf, labels = state.confidence.float().max(dim=1)
         labels_np = labels.cpu().numpy()
-        ratio = consistency_ratio(neighbours(state.features.float().cpu().numpy(), o.num_neighbors, o.include_self),
+        ratio = consistency_ratio(neighbours(state.features.float(), o.num_neighbors, o.include_self),  # GPU kNN for CUDA
                                   labels_np)
         rng = np.random.default_rng(int(ctx.generator(RELIABLE_SALT, epoch).initial_seed()) % 2**32)
         keep = reliable_mask(ratio, conf.cpu().numpy(), labels_np, threshold=o.ratio, strict=o.strict,
