@@ -85,6 +85,7 @@ def test_unreachable_tracking_server_fails_fast(tmp_path: Path) -> None:
     start = time.time()
     proc = toolkit(["run", str(BASELINE), "--set", "pretrain.epochs=1", "-o", str(tmp_path / "out")], tmp_path,
                    f"http://127.0.0.1:{port}")
-    assert_user_error(proc, "unreachable", f"127.0.0.1:{port}")
+    assert_user_error(proc, "unreachable", f"127.0.0.1:{port}", "--tracking-fallback local")
     assert time.time() - start < 60
     assert not (tmp_path / "out" / "checkpoints").exists()  # nothing trained
+    assert not (tmp_path / "out" / "mlflow.db").exists()  # no fallback unless asked for

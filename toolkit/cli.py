@@ -47,6 +47,11 @@ def _guard(fn: Callable[[], None]) -> None:
         raise typer.Exit(code=130)
 
 
+def _notice(message: str) -> None:
+    """One yellow line on stderr (e.g. where a run's tracking went instead)."""
+    err.print(f"[yellow]{escape(message)}[/]", highlight=False, soft_wrap=True)
+
+
 def _quiet_libraries() -> None:
     for name in ("alembic", "mlflow", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -63,6 +68,10 @@ def run(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Run once per seed (e.g. 0,1,2 or 0-4) under an "
                                         "MLflow parent run; report mean and std of every metric."),
+    tracking_fallback: Optional[str] = typer.Option(
+        None, "--tracking-fallback", metavar="fail|local",
+        help="When the MLflow server is unreachable: fail before training (default), or local: log to "
+             "OUTPUT_DIR/mlflow.db instead. Default from TOOLKIT_TRACKING_FALLBACK."),
 ) -> None:
     """Run one experiment end to end and log it to MLflow."""
 
@@ -71,25 +80,31 @@ def run(
         from toolkit.progress import RichProgress
         from toolkit.recipe import load_recipe
         from toolkit.summary import summary_table
-        from toolkit.tracking import MlflowTracker
+        from toolkit.tracking import MlflowTracker, tracking_uri
+        from toolkit.tracking_fallback import fallback_mode, resolve_store
 
         if resume and output_dir is None:
             raise UserError("--resume needs --output-dir: the folder of the run to continue")
+        fallback = fallback_mode(tracking_fallback)
         _quiet_libraries()
         rec = load_recipe(recipe, set_)
         target = output_dir or Path("runs") / f"{rec.experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         if seeds is not None:
             from toolkit.multiseed import SEEDS_SUMMARY, parse_seeds, run_seeds, seeds_table
 
-            def seed_observers(parent: str) -> list:
-                return [MlflowTracker(parent_run_id=parent), *([RichProgress(err)] if progress else [])]
+            seed_list = parse_seeds(seeds)
+            # one store for the parent and all seeds (the fallback store is DIR/mlflow.db)
+            store = resolve_store(*tracking_uri(), fallback, target, resuming=resume, notify=_notice)
 
-            result = run_seeds(recipe, set_, parse_seeds(seeds), target, device=device, resume=resume,
-                               observers=seed_observers)
+            def seed_observers(parent: str) -> list:
+                return [MlflowTracker(*store, parent_run_id=parent), *([RichProgress(err)] if progress else [])]
+
+            result = run_seeds(recipe, set_, seed_list, target, device=device, resume=resume,
+                               observers=seed_observers, store=store)
             out.print(seeds_table(result))
             out.print(f"results: {target / SEEDS_SUMMARY}")
             return
-        observers = [MlflowTracker()]
+        observers = [MlflowTracker(fallback=fallback, notify=_notice)]
         if progress:
             observers.append(RichProgress(err))
         summary = Engine(rec, target, device=device, observers=observers, resume=resume).run()

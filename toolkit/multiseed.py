@@ -87,12 +87,13 @@ class SeedsResult:
 class ParentRun:
     """The MLflow run that groups the seeds' runs (children carry its id as mlflow.parentRunId)."""
 
-    def __init__(self, experiment: str, run_name: str, tags: dict[str, str], run_id: str | None = None) -> None:
+    def __init__(self, experiment: str, run_name: str, tags: dict[str, str], run_id: str | None = None,
+                 store: tuple[str, str | None] | None = None) -> None:
         from mlflow.tracking import MlflowClient
 
         from toolkit.tracking import tracking_uri
 
-        uri, artifact_root = tracking_uri()
+        uri, artifact_root = store or tracking_uri()
         try:
             self.client = MlflowClient(tracking_uri=uri)
             if run_id is not None:
@@ -134,8 +135,12 @@ def _seed_summary(folder: Path) -> dict[str, Any] | None:
 
 
 def run_seeds(recipe_path: Path, overrides: list[str], seeds: list[int], output_dir: Path, *, device: str | None,
-              resume: bool, observers: Callable[[str], list[Observer]]) -> SeedsResult:
+              resume: bool, observers: Callable[[str], list[Observer]],
+              store: tuple[str, str | None] | None = None) -> SeedsResult:
     """Run the recipe once per seed; `observers(parent_run_id)` makes each seed's observers (incl. its tracker).
+
+    `store` is the (tracking URI, artifact root) of the parent run (default: `tracking_uri()`); the seeds'
+    trackers should log to the same one.
 
     With `resume`, finished seeds are read back, interrupted ones continue from their last epoch and
     the rest start; the parent run is the one recorded in DIR/seeds_state.json.
@@ -153,7 +158,8 @@ def run_seeds(recipe_path: Path, overrides: list[str], seeds: list[int], output_
         parent_id = json.loads(state_file.read_text()).get("parent_run_id")
     tags = {"multiseed": "true", "seeds": ",".join(map(str, seeds)), "recipe_file": first.source,
             "dataset": first.model.data.dataset, "protocol": first.experiment.protocol}
-    parent = ParentRun(first.experiment.name, f"{first.experiment.name}-seeds-{tags['seeds']}", tags, parent_id)
+    parent = ParentRun(first.experiment.name, f"{first.experiment.name}-seeds-{tags['seeds']}", tags, parent_id,
+                       store)
     output_dir.mkdir(parents=True, exist_ok=True)
     state_file.write_text(json.dumps({"parent_run_id": parent.run_id, "seeds": seeds}, indent=2))
     summaries: dict[int, dict[str, Any]] = {}

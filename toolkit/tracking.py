@@ -1,6 +1,7 @@
 """MLflow tracking as an observer: params, tags, per-epoch metrics, artifacts, run status.
 
-The store is MLFLOW_TRACKING_URI when set, else a local SQLite file under ./mlruns (no server).
+The store is MLFLOW_TRACKING_URI when set, else a local SQLite file under ./mlruns (no server); an
+unreachable server fails fast, or with `--tracking-fallback local` the run logs to its own folder.
 A crashed run is closed as FAILED with its error, so nothing is left dangling as RUNNING.
 """
 
@@ -12,7 +13,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from toolkit.errors import UserError
 from toolkit.events import Observer
@@ -51,45 +52,58 @@ def store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def probe_server(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast (one line) when an HTTP tracking server does not answer, before any training starts;
-    MLflow's own client would retry with back-off for minutes."""
+def unreachable_reason(uri: str, timeout: float = 5.0) -> str | None:
+    """Why the HTTP tracking server at `uri` does not answer; None when it answers or `uri` is no server."""
     if not uri.startswith(("http://", "https://")):
-        return
+        return None
     import urllib.error
     import urllib.request
 
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout):
-            return
+            return None
     except urllib.error.HTTPError:
-        return  # it answered (a proxy or an older server without /health): reachable
+        return None  # it answered (a proxy or an older server without /health): reachable
     except (OSError, ValueError) as exc:
-        raise UserError(f"MLflow tracking server {uri} is unreachable ({exc}); start it, fix MLFLOW_TRACKING_URI, "
-                        "or unset it to log to the local store ./mlruns") from None
+        return str(exc)
+
+
+def probe_server(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast (one line) when an HTTP tracking server does not answer, before any training starts;
+    MLflow's own client would retry with back-off for minutes."""
+    reason = unreachable_reason(uri, timeout)
+    if reason is not None:
+        raise UserError(f"MLflow tracking server {uri} is unreachable ({reason}); start it, fix MLFLOW_TRACKING_URI, "
+                        "unset it to log to the local store ./mlruns, or pass --tracking-fallback local to log "
+                        "this run inside its output folder")
 
 
 class MlflowTracker(Observer):
     """Logs one run. Metrics of plugin stages get the stage as prefix (pretrain_loss, ...)."""
 
     def __init__(self, uri: str | None = None, artifact_root: str | None = None, experiment: str | None = None,
-                 parent_run_id: str | None = None) -> None:
+                 parent_run_id: str | None = None, fallback: str = "fail",
+                 notify: Callable[[str], None] | None = None) -> None:
         self._uri, self.artifact_root, self.experiment_name = uri, artifact_root, experiment
         self.parent_run_id = parent_run_id
+        self.fallback, self.notify = fallback, notify  # see toolkit/tracking_fallback.py
         self.client: Any = None  # connected at run start, after the recipe and data were accepted
         self.run_id: str | None = None
 
-    def _connect(self) -> None:
+    def _connect(self, output_dir: Path, resuming: bool) -> None:
         import logging
 
         from mlflow.tracking import MlflowClient
+
+        from toolkit.tracking_fallback import resolve_store
 
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
         if self._uri is None:
             self._uri, self.artifact_root = tracking_uri()
+        self._uri, self.artifact_root = resolve_store(self._uri, self.artifact_root, self.fallback, output_dir,
+                                                      resuming=resuming, notify=self.notify)
         self.uri = self._uri
-        probe_server(self.uri)
         try:
             with store_lock(self.uri):
                 self.client = MlflowClient(tracking_uri=self.uri)
@@ -111,12 +125,11 @@ class MlflowTracker(Observer):
     def on_run_start(self, *, run: Any) -> None:
         from mlflow.entities import Param, RunTag
 
-        self._connect()
+        self._connect(Path(run.output_dir), bool(run.resume_run_id))
         recipe = run.recipe
         exp_id = self._experiment_id(self.experiment_name or recipe.experiment.name)
         if run.resume_run_id:
-            self.run_id = run.resume_run_id
-            self.client.update_run(self.run_id, status="RUNNING")
+            self._reopen(run.resume_run_id, Path(run.output_dir))
         else:
             tags = {"protocol": recipe.experiment.protocol, "oracle": str(recipe.experiment.oracle).lower(),
                     "dataset": recipe.model.data.dataset, "device": str(run.device), "recipe_file": recipe.source}
@@ -135,6 +148,19 @@ class MlflowTracker(Observer):
             self.client.log_batch(self.run_id, tags=tags[i:i + _TAG_CHUNK])
         run.mlflow_run_id = self.run_id
         self._run_tags = run.tags
+
+    def _reopen(self, run_id: str, output_dir: Path) -> None:
+        """Continue the interrupted run's MLflow run; one line when this store does not hold it."""
+        from toolkit.tracking_fallback import LOCAL_DB
+
+        try:
+            self.client.update_run(run_id, status="RUNNING")
+        except Exception as exc:  # noqa: BLE001 - e.g. a run that fell back to its folder's store
+            hint = (f"; it was logged to {output_dir / LOCAL_DB}: resume with --tracking-fallback local"
+                    if (output_dir / LOCAL_DB).is_file() else "")
+            raise UserError(f"--resume: MLflow run {run_id} is not in {self.uri} "
+                            f"({str(exc).splitlines()[0][:200]}){hint}") from None
+        self.run_id = run_id
 
     def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict[str, float], state: Any) -> None:
         from mlflow.entities import Metric
