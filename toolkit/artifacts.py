@@ -30,6 +30,7 @@ def write_artifacts(output_dir: Path, recipe: "Recipe", state: "TrainState", pre
     written.append(save_atomic({"backbone": state.models.backbone.state_dict(), "head": state.models.head.state_dict(),
                                 "plugin_modules": {s: {n: m.state_dict() for n, m in p.modules().items()}
                                                    for s, p in state.plugins.items()},
+                                "plugin_state": {s: p.state_dict() for s, p in state.plugins.items()},
                                 "num_clusters": int(preds.final.shape[1]), "epoch": state.epoch, "meta": meta},
                                output_dir / "checkpoints" / "final.pt"))
     probs = preds.final.cpu().numpy()

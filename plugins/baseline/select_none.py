@@ -1,0 +1,17 @@
+"""Selection `none`: no pseudo-label cross-entropy at all (GCC's Stage II trains only through the
+generation slot's losses, so the real images get no direct target)."""
+
+from __future__ import annotations
+
+import torch
+
+from toolkit.context import Batch, Selection
+from toolkit.hooks import SelectionPlugin
+
+
+class SelectNone(SelectionPlugin):
+    """Selects no sample: the self-labeling loss is zero and other slots' losses drive training."""
+
+    def select(self, batch: Batch) -> Selection:
+        empty = torch.zeros(0, dtype=torch.long, device=batch.logits_weak.device)
+        return Selection(index=empty, labels=empty, name="none")

@@ -1,0 +1,70 @@
+"""The conditional DDPM: a U-Net, its EMA copy, the training loss (Eq. 6) and label-conditioned sampling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from plugins.gcc.schedule import Sampler, alphas_cumprod, make_scheduler, sample
+from plugins.gcc.unet import Preset, build_unet
+
+
+def to_unit_range(images_uint8: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1], the DDPM's pixel range."""
+    return images_uint8.float().div(127.5).sub(1.0)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8, so generated images go through the same views as real ones."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+class ConditionalDDPM(nn.Module):
+    """epsilon-prediction DDPM over images in [-1, 1], conditioned on a cluster id."""
+
+    def __init__(self, preset: Preset, image_size: int, channels: int, num_classes: int, betas: torch.Tensor,
+                 dropout: float = 0.1, ema_decay: float = 0.999) -> None:
+        super().__init__()
+        self.unet = build_unet(preset, image_size, channels, num_classes, dropout)
+        self.ema = AveragedModel(self.unet, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        self.ema.requires_grad_(False)
+        self.register_buffer("betas", betas.float())
+        self.register_buffer("abar", alphas_cumprod(betas).float())
+        self.shape = (channels, image_size, image_size)
+
+    @property
+    def timesteps(self) -> int:
+        return int(self.betas.shape[0])
+
+    def loss(self, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """L_simple: MSE between the true noise and the predicted one at a uniform random step."""
+        t = torch.randint(0, self.timesteps, (len(x0),), generator=generator).to(x0.device)
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        a = self.abar[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        pred = self.unet(xt, t, class_labels=labels).sample
+        return F.mse_loss(pred.float(), noise)
+
+    def update_ema(self) -> None:
+        self.ema.update_parameters(self.unet)
+
+    @torch.no_grad()
+    def generate(self, labels: torch.Tensor, sampler: Sampler, steps: int, generator: torch.Generator,
+                 use_ema: bool = True, batch_size: int = 512, clip: bool = True) -> torch.Tensor:
+        """Images in [-1, 1] for `labels`, in chunks of `batch_size`, with the chosen sampler."""
+        net: Any = self.ema.module if use_ema else self.unet
+        was_training = net.training
+        net.eval()
+        scheduler = make_scheduler(sampler, self.betas.double().cpu(), clip)
+
+        def eps(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            step = torch.full((len(x),), int(t), device=x.device, dtype=torch.long)
+            return net(x, step, class_labels=y).sample.float()
+
+        out = [sample(eps, scheduler, chunk, self.shape, steps, generator) for chunk in labels.split(batch_size)]
+        net.train(was_training)
+        return torch.cat(out) if out else torch.empty((0, *self.shape), device=labels.device)

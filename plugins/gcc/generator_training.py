@@ -1,0 +1,87 @@
+"""Training the conditional DDPM on real images and their current cluster labels (Eq. 6).
+
+Every epoch's randomness is seeded from (round, epoch), and the whole generator state is saved as a
+resume point, so a killed run continues inside generator training and ends as if never stopped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from plugins.gcc.ddpm import ConditionalDDPM, to_unit_range
+from toolkit.context import RunContext
+from toolkit.device import autocast
+from toolkit.errors import TrainingError
+
+GENERATOR_SALT = 51
+
+
+class GeneratorTrainer:
+    """The DDPM, its optimizer and step counter (for the warm-up), trained epoch by epoch."""
+
+    def __init__(self, ddpm: ConditionalDDPM, lr: float, grad_clip: float, warmup_steps: int) -> None:
+        self.ddpm = ddpm
+        self.optimizer = torch.optim.Adam(ddpm.unet.parameters(), lr=lr)
+        self.lr, self.grad_clip, self.warmup_steps = lr, grad_clip, warmup_steps
+        self.steps = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ddpm": self.ddpm.state_dict(), "optimizer": self.optimizer.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ddpm.load_state_dict(state["ddpm"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.steps = int(state["steps"])
+
+    def train(self, ctx: RunContext, labels: torch.Tensor, epochs: int, stage: str, round_index: int,
+              batch_size: int, hflip: bool, warmup: bool) -> float:
+        """`epochs` passes over the real images conditioned on `labels`; returns the last mean loss."""
+        point = ctx.resume_point(stage)
+        first = 1
+        if point is not None:
+            self.load_state_dict(point["generator"])
+            first = int(point["epoch"]) + 1
+            ctx.warn(f"{stage}: resuming after generator epoch {point['epoch']}")
+        last = float("nan")
+        self.ddpm.unet.train()
+        for epoch in range(first, epochs + 1):
+            gen = ctx.generator(GENERATOR_SALT, round_index, epoch)
+            torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))  # dropout draws, seeded per epoch
+            total = torch.zeros((), device=ctx.device)
+            steps = 0
+            for index in ctx.batches(gen, batch_size):
+                x0 = to_unit_range(ctx.images(index))
+                if hflip:
+                    flip = (torch.rand(len(index), generator=gen) < 0.5).to(ctx.device)
+                    x0 = torch.where(flip.view(-1, 1, 1, 1), x0.flip(3), x0)
+                y = labels[index.to(labels.device)].to(ctx.device)
+                with autocast(ctx.device):
+                    loss = self.ddpm.loss(x0, y, gen)
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"stage {stage}, epoch {epoch}: non-finite loss in generator loss_ddpm "
+                                        "(try a lower generation.lr or grad_clip)")
+                self._step(loss, warmup)
+                total += loss.detach()
+                steps += 1
+            last = float(total) / max(steps, 1)  # one host read per epoch
+            ctx.log_epoch(stage, epoch, {"loss_ddpm": last})
+            ctx.save_point(stage, epoch, {"generator": self.state_dict()}, final=epoch == epochs)
+        return last
+
+    def _step(self, loss: torch.Tensor, warmup: bool) -> None:
+        if warmup and self.warmup_steps:
+            scale = min(1.0, (self.steps + 1) / self.warmup_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr * scale
+        else:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.ddpm.unet.parameters(), self.grad_clip)
+        self.optimizer.step()
+        self.ddpm.update_ema()
+        self.steps += 1

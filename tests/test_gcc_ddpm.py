@@ -1,0 +1,142 @@
+"""The conditional DDPM: noise schedule, samplers against exact noise oracles, U-Net conditioning,
+training signal, pool draws, and checkpoint round trips (spec section 10.4)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from plugins.gcc.ddpm import ConditionalDDPM, to_uint8, to_unit_range
+from plugins.gcc.pool import Pool, pool_counts
+from plugins.gcc.schedule import alphas_cumprod, linear_betas, make_scheduler, posterior_variance, sample
+from plugins.gcc.unet import build_unet
+from toolkit.checkpoint import load_safe, save_atomic
+
+
+def test_linear_schedule_values() -> None:
+    assert alphas_cumprod(linear_betas(1000))[-1].item() == pytest.approx(4.036e-05, rel=1e-3)
+    assert alphas_cumprod(linear_betas(100))[-1].item() == pytest.approx(2.039e-05, rel=1e-3)
+    assert alphas_cumprod(linear_betas(50))[-1].item() == pytest.approx(7.745e-06, rel=1e-3)
+    assert alphas_cumprod(linear_betas(100, scale=False))[-1].item() == pytest.approx(0.364, abs=1e-3)
+    assert posterior_variance(linear_betas(1000))[0].item() == 0.0
+
+
+def test_q_sample_moments() -> None:
+    ddpm = ConditionalDDPM("tiny", 8, 1, 2, linear_betas(100))
+    t = 40
+    x0 = torch.full((20000, 1), 0.5)
+    a = ddpm.abar[t]
+    xt = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    assert xt.mean().item() == pytest.approx((a.sqrt() * 0.5).item(), abs=0.02)
+    assert xt.var().item() == pytest.approx((1 - a).item(), abs=0.02)
+
+
+@pytest.mark.parametrize(("kind", "steps", "timesteps"), [("ddpm", 1000, 1000), ("ddpm", 50, 50), ("ddim", 20, 1000),
+                                                        ("dpm_solver", 20, 1000), ("ddpm", 25, 1000)])
+def test_samplers_recover_point_masses_per_label(kind: str, steps: int, timesteps: int) -> None:
+    """With the exact noise of point-mass data c_y, every sampler must land on c_y (label routed right)."""
+    scheduler = make_scheduler(kind, linear_betas(timesteps))
+    abar = scheduler.alphas_cumprod
+    centres = torch.tensor([-0.5, 0.3, 0.9])
+
+    def oracle(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        a = abar[int(t)]
+        return (x - a.sqrt() * centres[y].view(-1, 1, 1, 1)) / (1 - a).sqrt()
+
+    labels = torch.tensor([0, 1, 2, 1, 0])
+    out = sample(oracle, scheduler, labels, (1, 4, 4), steps, torch.Generator().manual_seed(0))
+    assert out.shape == (5, 1, 4, 4)
+    assert torch.allclose(out, centres[labels].view(-1, 1, 1, 1).expand_as(out), atol=1e-4)
+
+
+def test_ancestral_sampler_matches_gaussian_data() -> None:
+    """Gaussian data N(0.7, 0.2^2): with its exact noise oracle, T=1000 ancestral samples have its moments."""
+    scheduler = make_scheduler("ddpm", linear_betas(1000), clip=False)
+    abar = scheduler.alphas_cumprod
+    m, s = 0.7, 0.2
+
+    def oracle(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        a = abar[int(t)]
+        return (1 - a).sqrt() * (x - a.sqrt() * m) / (a * s * s + 1 - a)
+
+    out = sample(oracle, scheduler, torch.zeros(20000, dtype=torch.long), (1, 1, 1), 1000,
+                 torch.Generator().manual_seed(0), clamp=False)
+    assert abs(out.mean().item() - m) < 0.01
+    assert abs(out.std().item() - s) < 0.01
+
+
+def test_unet_shape_and_label_conditioning() -> None:
+    torch.manual_seed(0)
+    net = build_unet("tiny", 8, 3, 4, dropout=0.0).eval()
+    for p in net.parameters():  # the last conv starts at zero: perturb so the label can show
+        p.data.add_(0.05 * torch.randn_like(p))
+    x = torch.randn(2, 3, 8, 8)
+    t = torch.tensor([10, 10])
+    a = net(x, t, class_labels=torch.tensor([0, 0])).sample
+    b = net(x, t, class_labels=torch.tensor([1, 1])).sample
+    assert a.shape == x.shape
+    assert not torch.allclose(a, b)
+
+
+def test_unet_rejects_indivisible_sizes() -> None:
+    with pytest.raises(ValueError, match="not divisible"):
+        build_unet("budget", 30, 3, 10)
+
+
+def test_training_reduces_loss_on_a_fixed_batch() -> None:
+    torch.manual_seed(0)
+    ddpm = ConditionalDDPM("tiny", 8, 1, 2, linear_betas(100), dropout=0.0)
+    opt = torch.optim.Adam(ddpm.unet.parameters(), lr=2e-3)
+    x0 = to_unit_range(torch.randint(0, 256, (16, 1, 8, 8), generator=torch.Generator().manual_seed(1)).to(torch.uint8))
+    y = torch.arange(16) % 2
+
+    def eval_loss() -> float:
+        return float(ddpm.loss(x0, y, torch.Generator().manual_seed(123)))
+
+    before = eval_loss()
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(50):
+        loss = ddpm.loss(x0, y, gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert eval_loss() < 0.7 * before
+
+
+def test_generate_is_finite_shaped_and_seeded() -> None:
+    ddpm = ConditionalDDPM("tiny", 8, 1, 3, linear_betas(50))
+    labels = torch.tensor([0, 1, 2, 2])
+    a = ddpm.generate(labels, "ddim", 5, torch.Generator().manual_seed(0))
+    b = ddpm.generate(labels, "ddim", 5, torch.Generator().manual_seed(0))
+    assert a.shape == (4, 1, 8, 8) and torch.isfinite(a).all() and a.abs().max() <= 1
+    assert torch.equal(a, b)
+    assert to_uint8(a).dtype == torch.uint8
+
+
+def test_checkpoint_round_trip_weights_only(tmp_path) -> None:
+    torch.manual_seed(0)
+    ddpm = ConditionalDDPM("tiny", 8, 1, 3, linear_betas(50))
+    ddpm.unet.conv_out.weight.data.normal_()
+    ddpm.update_ema()
+    save_atomic({"ddpm": ddpm.state_dict()}, tmp_path / "g.pt")
+    other = ConditionalDDPM("tiny", 8, 1, 3, linear_betas(50))
+    other.load_state_dict(load_safe(tmp_path / "g.pt")["ddpm"])
+    labels = torch.tensor([0, 1, 2])
+    assert torch.equal(ddpm.generate(labels, "ddim", 4, torch.Generator().manual_seed(0)),
+                       other.generate(labels, "ddim", 4, torch.Generator().manual_seed(0)))
+
+
+def test_pool_counts_follow_the_histogram_with_a_floor() -> None:
+    labels = torch.tensor([0] * 80 + [1] * 20)
+    counts = pool_counts(labels, 3, 100, min_per_class=30)
+    assert counts.tolist() == [80, 30, 0]
+
+
+def test_pool_draws_match_requested_labels() -> None:
+    labels = torch.tensor([2, 0, 2, 1, 0, 2])
+    images = labels.view(-1, 1, 1, 1).expand(-1, 1, 2, 2).to(torch.uint8) * 10  # image encodes its label
+    pool = Pool(images, labels)
+    wanted = torch.tensor([0, 2, 2, 1, 5, 0])
+    served, drawn = pool.draw(wanted, torch.Generator().manual_seed(0))
+    assert served.tolist() == [0, 1, 2, 3, 5]  # label 5 is not in the pool
+    assert (drawn[:, 0, 0, 0] // 10).tolist() == wanted[served].tolist()

@@ -1,0 +1,95 @@
+"""GCC end to end on tiny synthetic data: rounds, losses, fidelity and grids in MLflow, exact resume
+inside generator training and between rounds, and the generator added to another method's recipe."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import RECIPES
+from toolkit.checkpoint import load_safe
+
+TINY = ["data.dataset=synthetic", "data.num_samples=160", "data.num_classes=4", "data.synthetic_size=8",
+        "pretrain.method=none", "model.hidden_dims=[32]", "model.head_hidden_dim=32", "head_init.epochs=2",
+        "head_init.nredo=1", "generation.timesteps=50", "generation.pretrain_epochs=3", "generation.finetune_epochs=1",
+        "generation.round_epochs=1", "generation.sample_steps=5", "generation.pool_size=32",
+        "generation.pool_min_per_class=4", "generation.batch_size=32", "generation.warmup_steps=0",
+        "generation.grid_per_cluster=4", "train.epochs=2", "train.batch_size=32"]
+
+
+def _run(out: Path, settings: list[str], observers: list | None = None, resume: bool = False) -> dict:
+    from toolkit.engine import Engine
+    from toolkit.recipe import load_recipe
+    from toolkit.tracking import MlflowTracker
+
+    recipe = load_recipe(RECIPES / "gcc_digits.toml", settings)
+    return Engine(recipe, out, device="cpu", observers=[MlflowTracker(), *(observers or [])], resume=resume).run()
+
+
+def test_gcc_rounds_log_losses_fidelity_and_grids(tmp_path: Path, mlflow_store: str) -> None:
+    from mlflow.tracking import MlflowClient
+
+    summary = _run(tmp_path / "run", TINY)
+    for term in ("loss_gcc_d", "loss_gcc_cwm", "loss_gcc_ml"):
+        assert math.isfinite(summary[term]), term
+    assert summary["loss_gcc_d"] >= 0 and -2 <= summary["loss_gcc_cwm"] <= 2
+    client = MlflowClient(mlflow_store)
+    run_id = summary["mlflow_run_id"]
+    fidelity = client.get_metric_history(run_id, "generation_fidelity")
+    assert [m.step for m in fidelity] == [0, 1]  # one pool per round (rounds start at epochs 1 and 2)
+    assert all(0.0 <= m.value <= 1.0 for m in fidelity)
+    assert [m.step for m in client.get_metric_history(run_id, "generator_pretrain_loss_ddpm")] == [1, 2, 3]
+    assert [m.step for m in client.get_metric_history(run_id, "generator_round1_loss_ddpm")] == [1]
+    grids = sorted(a.path for a in client.list_artifacts(run_id, "generated"))
+    assert grids == ["generated/round000.png", "generated/round001.png"]
+    pool = load_safe(tmp_path / "run" / "checkpoints" / "final.pt")["plugin_state"]["generation"]["pool"]
+    assert pool["images"].shape[1:] == (3, 8, 8) and len(pool["images"]) == len(pool["labels"]) >= 32
+
+
+@pytest.mark.parametrize(("stop_stage", "stop_epoch", "expected"), [
+    ("generator_pretrain", 2, {"generator_pretrain": [2, 3], "generator_round1": [1]}),  # stopped at 2, saved 1
+    ("self_label", 1, {"generator_pretrain": [], "generator_round1": [1]}),  # between rounds
+], ids=["inside-generator-training", "between-rounds"])
+def test_gcc_interrupted_resumes_exactly(tmp_path: Path, mlflow_store: str, monkeypatch: pytest.MonkeyPatch,
+                                         stop_stage: str, stop_epoch: int, expected: dict) -> None:
+    from toolkit.events import Observer
+
+    class Stop(Observer):
+        def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict, state: object) -> None:
+            if stage == stop_stage and epoch == stop_epoch:
+                raise KeyboardInterrupt
+
+    class Record(Observer):
+        def __init__(self) -> None:
+            self.epochs: dict[str, list[int]] = {"generator_pretrain": [], "generator_round1": []}
+
+        def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict, state: object) -> None:
+            if stage in self.epochs:
+                self.epochs[stage].append(epoch)
+
+    monkeypatch.setenv("TOOLKIT_STAGE_CHECKPOINT_SECONDS", "0")
+    full = _run(tmp_path / "full", TINY)
+    out = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        _run(out, TINY, [Stop()])
+    record = Record()
+    resumed = _run(out, TINY, [record], resume=True)
+    assert record.epochs == expected  # continued where it stopped, nothing retrained
+    keys = [k for k, v in full.items() if isinstance(v, float) and k != "seconds"]
+    assert {k: resumed[k] for k in keys} == {k: full[k] for k in keys}
+
+
+def test_generator_joins_another_methods_recipe(tmp_path: Path, mlflow_store: str) -> None:
+    """The generation slot is independent: the baseline's self-labeling plus GCC's losses."""
+    from toolkit.engine import Engine
+    from toolkit.recipe import load_recipe
+
+    generation = [s for s in TINY if s.startswith("generation.") and "epochs" not in s or s.startswith("generation.round")]
+    settings = [s for s in TINY if not s.startswith(("generation.", "head_init."))] + [
+        "head_init.epochs=1", "generation.method=conditional_ddpm", "generation.preset=tiny", *generation,
+        "generation.pretrain_epochs=1", "generation.finetune_epochs=0", "generation.grid_per_cluster=0"]
+    summary = Engine(load_recipe(RECIPES / "baseline_digits.toml", settings), tmp_path / "run", device="cpu").run()
+    assert summary["plugins"]["generation"] == "conditional_ddpm"
+    assert math.isfinite(summary["loss_gcc_d"]) and "loss_cluster" in summary
