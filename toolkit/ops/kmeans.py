@@ -61,9 +61,10 @@ def pick_backend(x: Any, k: int, nredo: int, backend: Backend = "auto") -> str:
     """'torch' or 'faiss' for these inputs (see the module docstring for the rule)."""
     if backend != "auto":
         return backend
+    if not _gpu.on_cuda(x):
+        return "faiss"
     n = int(x.shape[0])
-    small = n <= TORCH_MAX_POINTS and n * k * nredo <= TORCH_MAX_TABLE
-    return "torch" if _gpu.on_cuda(x) and small else "faiss"
+    return "torch" if n <= TORCH_MAX_POINTS and n * k * nredo <= TORCH_MAX_TABLE else "faiss"
 
 
 def kmeans(
