@@ -54,10 +54,13 @@ def deep_rows(recipes: list[Path], overrides: list[str]) -> list[dict]:
 
     class Epoch0(Observer):  # metrics right after head-init (e.g. SPICE-self = SPICE stage 2)
         metrics: dict = {}
+        generation: dict = {}
 
         def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict, state: object) -> None:
             if stage == "self_label" and epoch == 0:
                 self.metrics = dict(metrics)
+            if stage == "generation":  # GCC: the latest round's generator figures (conditional fidelity)
+                self.generation = dict(metrics)
 
     rows = []
     for path in recipes:
@@ -73,6 +76,15 @@ def deep_rows(recipes: list[Path], overrides: list[str]) -> list[dict]:
                          "seconds": summary["seconds"]})
             rows.append({"method": f"{path.stem} clustering head (clu_*)", **{k: summary.get(f"clu_{k}") for k in metric},
                          "seconds": summary["seconds"]})
+            continue
+        if summary["plugins"].get("generation") == "conditional_ddpm":  # GCC: stage I vs stage II
+            metric = ("acc", "nmi", "ari", "ece")
+            rows.append({"method": f"{path.stem} stage I (k-means head, epoch 0)",
+                         **{k: epoch0.metrics.get(k) for k in metric}, "seconds": float("nan")})
+            rows.append({"method": f"{path.stem} stage II (toolkit run)", **{k: summary.get(k) for k in metric},
+                         "seconds": summary["seconds"],
+                         "note": f"{path.stem}: conditional fidelity of the last round's pool "
+                                 f"{epoch0.generation.get('fidelity', float('nan')):.3f}"})
             continue
         if "reliable_label_acc" in summary:  # methods with a separate head-init stage worth its own row (SPICE)
             rows.append({"method": f"{path.stem} after head-init (epoch 0)",
