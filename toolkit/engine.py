@@ -26,6 +26,7 @@ from toolkit.data.base import DataSplits, ImageData
 from toolkit.data.registry import load_data
 from toolkit.data.views import BatchView, channel_stats
 from toolkit.device import resolve_device
+from toolkit.distributed import DataParallel, is_main
 from toolkit.errors import CheckpointMismatch, RecipeError, TrainingError, UserError
 from toolkit.evaluation import Predictions, predict, score
 from toolkit.events import EventBus, Observer
@@ -101,8 +102,12 @@ class Engine:
         self.cfg = recipe.model
         self.output_dir = Path(output_dir)
         self.device_name = device or self.cfg.experiment.device
+        # Data-parallel ranks other than 0 write nothing: no checkpoints, artifacts, run state or cache.
+        self.main = is_main()
+        self.parallel: DataParallel | None = None  # set in run() when a process group is running
         # The checkpoint writer listens first, so observers that fail (or interrupt) come after it.
-        self.events = EventBus([CheckpointWriter(self.output_dir / LAST_CHECKPOINT), *(observers or [])])
+        writers: list[Observer] = [CheckpointWriter(self.output_dir / LAST_CHECKPOINT)] if self.main else []
+        self.events = EventBus([*writers, *(observers or [])])
         self.resume = resume
         self.label_probe: PseudoLabelProbe | None = None  # accuracy of labels plugins publish
         self.speed: Speed | None = None  # [train] compile / channels_last, resolved in run()
@@ -148,6 +153,7 @@ class Engine:
         start = time.perf_counter()
         exp = self.cfg.experiment
         device = resolve_device(self.device_name)
+        self.parallel = DataParallel.start(device)
         seed_everything(exp.seed)
         splits = self._load_data()
         train, test = splits.train, splits.test
@@ -169,12 +175,14 @@ class Engine:
 
         ctx = RunContext(UnlabeledImages(train.images.to(data_device), train.name), k, device, exp.seed, views, PluginEvents(self.events),
                          new_backbone, new_head, self.cfg.train.batch_size,
-                         checkpoint_dir=self.output_dir / STAGE_CHECKPOINTS, artifact_dir=self.output_dir / "artifacts")
+                         checkpoint_dir=self.output_dir / STAGE_CHECKPOINTS if self.main else None,
+                         artifact_dir=self.output_dir / "artifacts" if self.main else None)
         plugins: dict[str, Plugin] = {slot: self.recipe.build_plugin(slot) for slot in SLOTS}
         ckpt, resume_run_id = self._previous_state()
-        if not self.resume:  # resume points of an earlier run in this folder must not leak into a new one
+        if not self.resume and self.main:  # resume points of an earlier run in this folder must not leak into a new one
             shutil.rmtree(self.output_dir / STAGE_CHECKPOINTS, ignore_errors=True)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
         info = RunInfo(self.recipe, self.output_dir, device, self._plugin_info(), k, len(train), len(evalset),
                        evalset.labels is not None, resume_run_id)
         info.tags["data_device"] = str(data_device)
@@ -193,6 +201,8 @@ class Engine:
         self.events.emit("on_warning", message=message)
 
     def _write_run_state(self, info: RunInfo, status: str) -> None:
+        if not self.main:
+            return
         state = {"mlflow_run_id": info.mlflow_run_id, "status": status, "recipe": self.recipe.source}
         (self.output_dir / RUN_STATE).write_text(json.dumps(state, indent=2))
 
@@ -228,6 +238,7 @@ class Engine:
         state = TrainState(0, models, optimizer, plugins, [], info.mlflow_run_id)
         if ckpt is not None:
             self._restore(state, ckpt)
+        self._share(models, plugins)
         train_labels = torch.as_tensor(train.labels, device=ctx.device) if train.labels is not None else None
         probe = Probe(train_labels)
         same_set = evalset is train
@@ -294,7 +305,7 @@ class Engine:
         with plugin_call("pretrain", plugin):
             result = plugin.pretrain(ctx, backbone)
         self.events.emit("on_stage_end", stage="pretrain")
-        if plugin.cacheable:
+        if plugin.cacheable and self.main:
             cache.store(key, {"backbone": result.backbone.state_dict(),
                               "head": result.head.state_dict() if result.head is not None else None})
         return result.backbone.to(ctx.device), result.head
@@ -313,6 +324,20 @@ class Engine:
             return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
         cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
         return cls(groups, lr=t.lr, weight_decay=t.weight_decay)
+
+    def _share(self, models: Models, plugins: dict[str, Plugin]) -> None:
+        """Data-parallel: train through DDP wrappers from rank 0's weights (set-up ran replicated on every
+        rank); a frozen backbone is only copied. No-op in a single process."""
+        par = self.parallel
+        if par is None:
+            return
+        if models.freeze_backbone:
+            par.broadcast([models.backbone])
+        else:
+            models.train_backbone = par.wrap(models.backbone)
+        models.train_head = par.wrap(models.head)
+        par.share_plugin_modules([m for p in plugins.values() for m in p.modules().values()])
+        models.parallel = par
 
     def _restore(self, state: TrainState, ckpt: dict[str, Any]) -> None:
         try:
@@ -360,7 +385,8 @@ class Engine:
             summary["note"] = "the data set has no labels: only label-free metrics are reported"
         summary["seconds"] = round(time.perf_counter() - start, 3)
         summary["mlflow_run_id"] = info.mlflow_run_id
-        write_artifacts(self.output_dir, self.recipe, state, preds, evalset.labels, summary, meta)
+        if self.main:
+            write_artifacts(self.output_dir, self.recipe, state, preds, evalset.labels, summary, meta)
         self.events.emit("on_run_end", summary=summary, output_dir=self.output_dir)
         return summary
 

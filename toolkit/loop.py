@@ -8,7 +8,7 @@ queued), so the host never waits for the step it just launched.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,9 @@ from toolkit.errors import TrainingError
 from toolkit.guard import plugin_call
 from toolkit.hooks import CalibrationPlugin, GenerationPlugin, SelectionPlugin
 
+if TYPE_CHECKING:
+    from toolkit.distributed import DataParallel
+
 SELF_LABEL_SALT = 3
 
 
@@ -28,14 +31,21 @@ class Models:
     backbone: nn.Module
     head: nn.Module
     freeze_backbone: bool = False
+    #: Data-parallel training (None in a single process) and the DDP wrappers the training forward uses;
+    #: `backbone` / `head` stay the plain modules, so checkpoints and evaluation do not change.
+    parallel: "DataParallel | None" = None
+    train_backbone: nn.Module | None = None
+    train_head: nn.Module | None = None
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        backbone = self.train_backbone if self.train_backbone is not None else self.backbone
+        head = self.train_head if self.train_head is not None else self.head
         if self.freeze_backbone:
             with torch.no_grad():
-                feats = self.backbone(images)
+                feats = backbone(images)
         else:
-            feats = self.backbone(images)
-        return feats, self.head(feats)
+            feats = backbone(images)
+        return feats, head(feats)
 
 
 @dataclass
@@ -92,10 +102,15 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
     params = [p for group in optimizer.param_groups for p in group["params"]]
     lagged = ctx.device.type == "cuda"
     pending: tuple[int, dict[str, torch.Tensor]] | None = None  # (step, losses) not yet checked for finiteness
+    par = models.parallel
+    # Data-parallel ranks share the permutation (gen) but draw their own augmentations.
+    view_gen = gen if par is None else ctx.generator(SELF_LABEL_SALT, epoch, 1_000 + par.rank)
     for step, index in enumerate(ctx.batches(gen, drop_last=True)):
+        if par is not None:
+            index = par.shard(index)
         uint8 = ctx.images(index)
-        weak = ctx.views.weak(uint8, gen)
-        strong = ctx.views.strong(uint8, gen)
+        weak = ctx.views.weak(uint8, view_gen)
+        strong = ctx.views.strong(uint8, view_gen)
         with autocast(ctx.device):
             feats, logits = models.forward(torch.cat([weak, strong]))
         if pending is not None:  # previous step's losses, checked once this step's forward is queued
@@ -136,6 +151,8 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
             _check_finite(epoch, step, losses)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
+        if par is not None:
+            par.sync_gradients()
         if grad_clip:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
@@ -148,7 +165,23 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
             on_step(step)
     if pending is not None:
         _check_finite(epoch, *pending)
-    return _summarise(totals, seen, per_cluster, selections_names=[s for s in totals.sums if s.startswith("selected_")])
+    if par is None:
+        return _summarise(totals, seen, per_cluster, selections_names=[s for s in totals.sums if s.startswith("selected_")])
+    seen = _sum_over_ranks(par, totals, seen, per_cluster, ctx.device)
+    out = _summarise(totals, seen, per_cluster, selections_names=[s for s in totals.sums if s.startswith("selected_")])
+    return {**out, **par.epoch_checks(params, len(ctx.data))}
+
+
+def _sum_over_ranks(par: "DataParallel", totals: EpochTotals, seen: int, per_cluster: torch.Tensor,
+                    device: torch.device) -> int:
+    """Data-parallel: the epoch's sums over all ranks (loss sums averaged, as each rank ran every step)."""
+    names = sorted(totals.sums)
+    flat = torch.stack([totals.sums[n].to(device).reshape(()) for n in names] + [torch.tensor(float(seen), device=device)])
+    par.sum_(flat)
+    par.sum_(per_cluster)
+    for i, n in enumerate(names):
+        totals.sums[n] = flat[i] / par.world if n.startswith("loss") else flat[i]
+    return int(flat[-1].item())
 
 
 def _encode(backbone: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
