@@ -140,3 +140,13 @@ def test_pool_draws_match_requested_labels() -> None:
     served, drawn = pool.draw(wanted, torch.Generator().manual_seed(0))
     assert served.tolist() == [0, 1, 2, 3, 5]  # label 5 is not in the pool
     assert (drawn[:, 0, 0, 0] // 10).tolist() == wanted[served].tolist()
+
+
+def test_paper_size_unet_matches_ho_et_al() -> None:
+    """The `standard` preset is Ho et al.'s CIFAR-10 net (35.7M parameters) plus a class embedding."""
+    net = build_unet("standard", 32, 3, 10, dropout=0.1).eval()
+    params = sum(p.numel() for p in net.parameters())
+    assert 35.7e6 < params < 35.8e6
+    with torch.no_grad():
+        out = net(torch.randn(1, 3, 32, 32), torch.tensor([999]), class_labels=torch.tensor([3])).sample
+    assert out.shape == (1, 3, 32, 32)

@@ -120,3 +120,25 @@ def test_generator_joins_another_methods_recipe(tmp_path: Path, mlflow_store: st
     summary = Engine(load_recipe(RECIPES / "baseline_digits.toml", settings), tmp_path / "run", device="cpu").run()
     assert summary["plugins"]["generation"] == "conditional_ddpm"
     assert math.isfinite(summary["loss_gcc_d"]) and "loss_cluster" in summary
+
+
+def test_nan_in_generator_training_names_stage_epoch_and_term(tmp_path: Path, mlflow_store: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+
+    from plugins.gcc.ddpm import ConditionalDDPM
+    from toolkit.errors import TrainingError
+
+    real_loss = ConditionalDDPM.loss
+    calls = {"n": 0}
+
+    def diverging(self, x0, labels, generator):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        loss = real_loss(self, x0, labels, generator)
+        return loss * float("nan") if calls["n"] > 6 else loss  # the second epoch diverges
+
+    monkeypatch.setattr(ConditionalDDPM, "loss", diverging)
+    with pytest.raises(TrainingError, match=r"stage generator_pretrain, epoch 2: non-finite loss in generator loss_ddpm"):
+        _run(tmp_path / "run", TINY)
+    assert json.loads((tmp_path / "run" / "run_state.json").read_text())["status"] == "failed"
