@@ -17,7 +17,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ray.tune import Callback
 from rich.console import Console
@@ -52,6 +52,8 @@ class TrialSettings:
     cpus: float
     literal_keys: list[str] = field(default_factory=list)  # choice keys Ray carries as TOML literals
     env: dict[str, str] = field(default_factory=dict)
+    workers: int = 1  # > 1: a data-parallel trial (toolkit/tune_parallel.py); cpus and gpus are then per worker
+    gpus: float = 0.0
 
     def overrides(self, config: dict[str, Any]) -> list[str]:
         plain = {k: v for k, v in config.items() if k not in self.literal_keys}
@@ -70,8 +72,10 @@ class TuneReporter(Observer):
     """Reports each self-labeling epoch to Ray Tune. The last epoch is reported only after the run has
     finished (artifacts written, MLflow run closed), because a scheduler may stop a trial at any report."""
 
-    def __init__(self, metric: str, final_epoch: int, tracker: Any = None, trial_id: str = "") -> None:
+    def __init__(self, metric: str, final_epoch: int, tracker: Any = None, trial_id: str = "",
+                 report: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.metric, self.final_epoch, self.tracker, self.trial_id = metric, final_epoch, tracker, trial_id
+        self._report = report  # None: ray.tune.report; a data-parallel worker passes ray.train.report
         self.run_id: str | None = None
         self._pending: dict[str, Any] | None = None
         self._reported = False
@@ -106,19 +110,23 @@ class TuneReporter(Observer):
         if epoch >= self.final_epoch:
             self._pending = result
             return
+        self.report(result)
+        self._reported = True
+
+    def report(self, result: dict[str, Any]) -> None:
+        if self._report is not None:
+            self._report(result)
+            return
         from ray import tune
 
         tune.report(result)
-        self._reported = True
 
     def on_run_end(self, *, summary: dict[str, Any], output_dir: Any) -> None:
         if self._pending is None and not self._reported:  # resumed after its last epoch: report the summary
             self._pending = self.result(int(summary.get("epochs") or 0),
                                         {k: v for k, v in summary.items() if not isinstance(v, bool)})
         if self._pending is not None:
-            from ray import tune
-
-            tune.report(self._pending)
+            self.report(self._pending)
 
 
 def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
@@ -140,6 +148,36 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     reporter = TuneReporter(settings.metric, recipe.model.train.epochs, tracker, trial_id)
     # A retried or restored trial continues its own run: same folder, same MLflow run, from its last epoch.
     Engine(recipe, out, observers=[tracker, reporter], resume=(out / RUN_STATE).is_file()).run()
+
+
+def _trainable(settings: TrialSettings, cfg: TuneConfig) -> Any:
+    """An ordinary trial holds its CPUs/GPUs itself. A data-parallel one only waits: its Ray Train workers
+    reserve `cpus`/`gpus` each, so the trial's own process must not take a share of them; it reserves a
+    token 1 MiB of Ray's memory resource instead, because Ray Tune refuses a trial that asks for nothing."""
+    from ray import tune
+
+    if cfg.resources.workers > 1:
+        from toolkit.tune_parallel import run_parallel_trial
+
+        return tune.with_resources(tune.with_parameters(run_parallel_trial, settings=settings),
+                                   {"cpu": 0, "memory": 2**20})
+    return tune.with_resources(tune.with_parameters(run_trial, settings=settings),
+                               {"cpu": cfg.resources.cpus, "gpu": cfg.resources.gpus})
+
+
+def _parallel_concurrency(cfg: TuneConfig) -> int | None:
+    """Data-parallel trials take no Tune resources, so Tune would start them all at once, each waiting for
+    workers: run only as many as the cluster's CPUs (and GPUs) hold. None (Tune decides) otherwise."""
+    res = cfg.resources
+    if res.workers <= 1:
+        return None
+    import ray
+
+    total = ray.cluster_resources()
+    fits = int(total.get("CPU", 0) // (res.cpus * res.workers))
+    if res.gpus:
+        fits = min(fits, int(total.get("GPU", 0) // (res.gpus * res.workers)))
+    return max(1, fits)
 
 
 def trial_dirname(trial: Any) -> str:
@@ -369,7 +407,7 @@ class Search:
         env = {k: v for k, v in os.environ.items() if k in ("TOOLKIT_CACHE_DIR",)}
         return TrialSettings(tree, state["source"], str(self.output_dir / TRIALS_DIR), state["metric"], uri,
                              artifact_root, tree["experiment"]["name"], state["parent_run_id"], cfg.resources.cpus,
-                             literal, env)
+                             literal, env, cfg.resources.workers, cfg.resources.gpus)
 
     def _run(self, state: dict[str, Any], resume: bool) -> SearchResult:
         from ray import tune
@@ -384,8 +422,7 @@ class Search:
         settings = self._settings(state, cfg, literal)
         self._ray_init()
         try:
-            trainable = tune.with_resources(tune.with_parameters(run_trial, settings=settings),
-                                            {"cpu": cfg.resources.cpus, "gpu": cfg.resources.gpus})
+            trainable = _trainable(settings, cfg)
             path = str(self.output_dir / RAY_DIR)
             if resume:
                 if not tune.Tuner.can_restore(path):
@@ -411,7 +448,8 @@ class Search:
         tune_cfg = tune.TuneConfig(metric=state["metric"], mode=state["mode"], num_samples=cfg.num_samples,
                                    search_alg=_searcher(cfg, seed, literal),
                                    scheduler=_scheduler(cfg, _max_epochs(state["recipe"], cfg), source),
-                                   max_concurrent_trials=cfg.max_concurrent, trial_dirname_creator=trial_dirname,
+                                   max_concurrent_trials=cfg.max_concurrent or _parallel_concurrency(cfg),
+                                   trial_dirname_creator=trial_dirname,
                                    reuse_actors=True)  # a trial then skips importing torch and mlflow again
         run_cfg = tune.RunConfig(name=RAY_DIR, storage_path=str(self.output_dir), verbose=0,
                                  failure_config=tune.FailureConfig(max_failures=cfg.max_failures),

@@ -80,18 +80,27 @@ class Distribution(_Strict):
 
 
 class Resources(_Strict):
-    """Per trial. A GPU fraction lets trials share one GPU; more than one GPU is refused (see docs/tuning.md)."""
+    """Per worker of a trial. `workers > 1` makes every trial a data-parallel run (Ray Train, one process per
+    worker, each with `cpus` and `gpus`); a GPU fraction lets single-worker trials share one GPU."""
 
     cpus: float = Field(1.0, gt=0)
     gpus: float = Field(0.0, ge=0)
+    workers: int = Field(1, ge=1, description="data-parallel processes per trial (1: an ordinary run)")
 
     @field_validator("gpus")
     @classmethod
     def _single_gpu(cls, value: float) -> float:
         if value > 1:
-            raise ValueError("more than one GPU per trial needs data-parallel training, which the engine's loop does "
-                             "not do yet; use gpus <= 1 (a fraction shares one GPU between trials)")
+            raise ValueError("gpus counts per worker: for data-parallel trials over several GPUs set workers = N "
+                             "and gpus = 1 (a fraction shares one GPU between trials)")
         return value
+
+    @model_validator(mode="after")
+    def _whole_gpus_per_worker(self) -> "Resources":
+        if self.workers > 1 and 0 < self.gpus < 1:
+            raise ValueError(f"gpus: data-parallel workers need a whole GPU each (got {self.gpus} with "
+                             f"workers = {self.workers}); use gpus = 1 or gpus = 0")
+        return self
 
 
 class TuneConfig(_Strict):
@@ -193,6 +202,9 @@ def parse_tune(raw: dict[str, Any], source: str) -> TuneConfig:
             section, key = "tune.space", loc[1]
         elif loc and loc[0] in ("resources",) and len(loc) >= 2:
             section, key = "tune.resources", loc[1]
+        elif loc == ["resources"] and msg.split(":")[0] in Resources.model_fields:  # a check across its keys
+            section, key = "tune.resources", msg.split(":")[0]
+            msg = msg.split(":", 1)[1].strip()
         else:  # errors of the whole table name the key they are about when its name leads the message
             first = msg.split(" ")[0].rstrip(":")
             section, key = "tune", (loc[0] if loc else None)

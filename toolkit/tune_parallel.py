@@ -1,0 +1,66 @@
+"""Data-parallel trials (`[tune.resources] workers > 1`): each Tune trial launches a Ray Train TorchTrainer.
+
+Ray 2.60 (Train V2) no longer takes a Trainer as a Tune trainable; the supported way is a Tune function
+that builds a TorchTrainer and calls `fit()`, with `TuneReportCallback` forwarding rank 0's
+`ray.train.report` results to Tune. Every worker runs the same Engine (see toolkit/distributed.py);
+rank 0 alone tracks in MLflow and writes the trial folder, the others only report (Ray Train wants every
+rank to report the same number of times).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from toolkit.tune import TrialSettings
+
+
+def run_parallel_trial(config: dict[str, Any], settings: "TrialSettings") -> None:
+    """Tune side of one data-parallel trial: decide resume once (before any rank writes), run the workers."""
+    from ray import tune
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from toolkit.engine import RUN_STATE
+
+    trial_id = tune.get_context().get_trial_id()
+    out = Path(settings.trials_dir) / trial_id
+    loop_config = {"config": config, "settings": settings, "trial_id": trial_id, "out": str(out),
+                   "resume": (out / RUN_STATE).is_file()}
+    per_worker = {"CPU": settings.cpus, **({"GPU": settings.gpus} if settings.gpus else {})}
+    trainer = TorchTrainer(
+        train_worker, train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=settings.workers, use_gpu=settings.gpus > 0,
+                                     resources_per_worker=per_worker),
+        run_config=RunConfig(name=trial_id, storage_path=str(Path(settings.trials_dir).parent / "ray" / "train"),
+                             callbacks=[TuneReportCallback()], failure_config=FailureConfig(max_failures=0)))
+    trainer.fit()
+
+
+def train_worker(loop_config: dict[str, Any]) -> None:
+    """One rank: the trial's Engine run, inside the process group Ray Train set up."""
+    import ray.train
+    import torch
+
+    from toolkit.engine import Engine
+    from toolkit.events import Observer
+    from toolkit.recipe import apply_overrides, validate
+    from toolkit.tracking import MlflowTracker
+    from toolkit.tune import TuneReporter
+
+    settings: TrialSettings = loop_config["settings"]
+    os.environ.update(settings.env)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    torch.set_num_threads(max(1, int(settings.cpus)))
+    recipe = validate(apply_overrides(settings.tree, settings.overrides(loop_config["config"])), settings.source)
+    rank = ray.train.get_context().get_world_rank()
+    device = str(ray.train.torch.get_device()) if settings.gpus > 0 else "cpu"
+    tracker = MlflowTracker(settings.mlflow_uri, settings.artifact_root, settings.experiment,
+                            settings.parent_run_id) if rank == 0 else None
+    reporter = TuneReporter(settings.metric, recipe.model.train.epochs, tracker, loop_config["trial_id"],
+                            report=ray.train.report)
+    observers: list[Observer] = [tracker, reporter] if tracker is not None else [reporter]
+    Engine(recipe, loop_config["out"], device=device, observers=observers, resume=loop_config["resume"]).run()
