@@ -80,3 +80,44 @@ def test_too_few_images_for_the_hidden_prototypes_is_an_error() -> None:
 
     with pytest.raises(PluginError, match="prototypes need"):
         PrototypeHeadInit().init_head(_ctx(4, 512), None, torch.randn(100, 16), None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("variant", [
+    {"hidden_normalise": "l2"},
+    {"hidden_normalise": "none"},
+    {"hidden_from": "separated"},
+    {"last_init": "feature_kmeans"},
+    {"last_init": "feature_kmeans", "hidden_from": "separated"},
+    {"unit_prototypes": True},
+])
+def test_label_free_variants_keep_property1(variant: dict) -> None:
+    """Every head-init variant still reproduces k-means on well separated blobs."""
+    feats, _ = _blobs()
+    plugin = PrototypeHeadInit(PrototypeHeadInit.Options(nredo=2, ortho_steps=50, **variant))
+    head = plugin.init_head(_ctx(4, 32), None, feats, None).eval()  # type: ignore[arg-type]
+    with torch.no_grad():
+        out = head(feats).argmax(1).numpy()
+    assert cluster_acc(out, kmeans(feats, 4, nredo=3, seed=1).labels) == 1.0
+
+
+def test_hidden_from_separated_changes_only_the_last_layer() -> None:
+    """Layer 1 is the same separated prototypes either way; the second step then sees different activations."""
+    feats, _ = _blobs()
+    heads = {how: PrototypeHeadInit(PrototypeHeadInit.Options(nredo=2, ortho_steps=50, hidden_from=how))
+             .init_head(_ctx(4, 32), None, feats, None) for how in ("prototypes", "separated")}  # type: ignore[arg-type]
+    assert torch.allclose(heads["prototypes"].first.weight, heads["separated"].first.weight)
+    assert not torch.allclose(heads["prototypes"].last.weight, heads["separated"].last.weight)
+
+
+def test_group_means_and_normalisations() -> None:
+    from plugins.cdc.prototypes import group_means, normalise_rows, prototypes
+
+    feats, labels = _blobs(k=3)
+    means = group_means(feats, feats, 3, niter=20, nredo=2, seed=0, normalise="none")
+    ordered = torch.stack([feats[labels == c].mean(0) for c in range(3)])
+    assert torch.cdist(means, ordered).min(1).values.max() < 1e-4  # the blobs' own means, in some order
+    assert torch.allclose(normalise_rows(feats, "l2").norm(dim=1), torch.ones(len(feats)))
+    assert torch.equal(normalise_rows(feats, "none"), feats)
+    assert torch.allclose(prototypes(feats, 3, niter=20, nredo=2, seed=0, unit=True).norm(dim=1), torch.ones(3))
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        normalise_rows(feats, "l1")  # type: ignore[arg-type]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from plugins.cdc.prototypes import prototypes, separate
+from plugins.cdc.prototypes import group_means, prototypes, separate
 from toolkit.context import RunContext
 from toolkit.errors import PluginError
 from toolkit.hooks import HeadInitPlugin
@@ -24,6 +24,19 @@ class Options(BaseModel):
     ortho_steps: int = Field(2000, ge=1, description="SGD steps of the separation")
     ortho_scale: float = Field(5.0, gt=0, description="logit scale s of the separation (1 / temperature)")
     ortho_lr: float = Field(0.1, gt=0)
+    # Label-free variants of the second (hidden-layer) step; the defaults are the spec's (2.5 steps 4-6).
+    hidden_normalise: Literal["zscore_l2", "l2", "none"] = Field(
+        "zscore_l2", description="rows of the hidden activations before the second k-means: per-row z-score "
+        "then L2 (spec, as the released code), L2 only, or raw")
+    hidden_from: Literal["prototypes", "separated"] = Field(
+        "prototypes", description="hidden activations for the second step from the k-means prototypes of "
+        "layer 1 (spec: both k-means, then both separations) or from layer 1 after its separation")
+    unit_prototypes: bool = Field(
+        False, description="L2-normalise each layer's k-means prototypes before the separation, so that "
+        "Property 1's argmax = nearest prototype holds (the spec's implementer note: equal-norm prototypes)")
+    last_init: Literal["hidden_kmeans", "feature_kmeans"] = Field(
+        "hidden_kmeans", description="final layer: C k-means prototypes of the hidden activations (spec), or "
+        "the hidden-space means of the C clusters of a k-means on the row-normalised features")
 
 
 class PrototypeHeadInit(HeadInitPlugin):
@@ -47,7 +60,7 @@ class PrototypeHeadInit(HeadInitPlugin):
         need = hidden or ctx.num_clusters
         if need > n:
             raise PluginError(f"head_init prototype: {need} prototypes need at least as many images, got {n}")
-        km = dict(niter=o.niter, nredo=o.nredo, seed=ctx.seed)
+        km = dict(niter=o.niter, nredo=o.nredo, seed=ctx.seed, unit=o.unit_prototypes)
         sep = dict(steps=o.ortho_steps if o.orthogonalize else 0, scale=o.ortho_scale, lr=o.ortho_lr)
         phases = _Phases(ctx, feats.device)
         with torch.no_grad():
@@ -56,11 +69,18 @@ class PrototypeHeadInit(HeadInitPlugin):
                 w_first = None
             else:
                 w_first = phases.run("kmeans_first", lambda: prototypes(feats, hidden, **km))
+                if o.hidden_from == "separated":
+                    w_first = phases.separate("first", w_first, sep)
                 # A fresh BN in eval mode is the identity (up to sqrt(1 + eps)), so ReLU(BN(h)) = ReLU(h).
                 activ = torch.relu(feats @ w_first.t())
-                w_last = phases.run("kmeans_last", lambda: prototypes(activ, ctx.num_clusters, **km))
+                if o.last_init == "feature_kmeans":
+                    w_last = phases.run("kmeans_last", lambda: group_means(
+                        activ, feats, ctx.num_clusters, normalise=o.hidden_normalise, **km))
+                else:
+                    w_last = phases.run("kmeans_last", lambda: prototypes(
+                        activ, ctx.num_clusters, normalise=o.hidden_normalise, **km))
         if w_first is not None:
-            _fill(head.first, phases.separate("first", w_first, sep))
+            _fill(head.first, w_first if o.hidden_from == "separated" else phases.separate("first", w_first, sep))
         _fill(head.last, phases.separate("last", w_last, sep))
         return head
 

@@ -7,7 +7,7 @@ prototype-separation procedure. By Property 1 the argmax output neuron is then t
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -22,10 +22,45 @@ def row_normalise(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(x, dim=1)
 
 
-def prototypes(x: torch.Tensor, k: int, *, niter: int, nredo: int, seed: int) -> torch.Tensor:
-    """k centroids of row-normalised `x` (k-means++, best of `nredo`), as a float tensor on x's device."""
-    result = kmeans(row_normalise(x), k, niter=niter, nredo=nredo, seed=seed)
-    return torch.as_tensor(result.centroids, device=x.device)
+Normalise = Literal["zscore_l2", "l2", "none"]
+
+
+def normalise_rows(x: torch.Tensor, how: Normalise = "zscore_l2") -> torch.Tensor:
+    """Rows of `x` as k-means sees them: `row_normalise` (spec), L2 only, or unchanged ("none")."""
+    if how == "zscore_l2":
+        return row_normalise(x)
+    if how == "l2":
+        return F.normalize(x.float(), dim=1)
+    if how == "none":
+        return x.float()
+    raise ValueError(f"unknown normalisation {how!r}")
+
+
+def prototypes(x: torch.Tensor, k: int, *, niter: int, nredo: int, seed: int,
+               normalise: Normalise = "zscore_l2", unit: bool = False) -> torch.Tensor:
+    """k centroids of normalised `x` (k-means++, best inertia of `nredo`), as a float tensor on x's device;
+    `unit`: each centroid scaled to unit L2 norm."""
+    result = kmeans(normalise_rows(x, normalise), k, niter=niter, nredo=nredo, seed=seed)
+    centroids = torch.as_tensor(result.centroids, device=x.device)
+    return F.normalize(centroids, dim=1) if unit else centroids
+
+
+def group_means(x: torch.Tensor, by: torch.Tensor, k: int, *, niter: int, nredo: int, seed: int,
+                normalise: Normalise = "zscore_l2", unit: bool = False) -> torch.Tensor:
+    """Means of normalised `x` over the k clusters of a k-means on row-normalised `by` (same rows).
+
+    A label-free alternative to k-means on `x` itself: the CDC head's last layer then carries the
+    feature-space partition into the hidden space instead of re-clustering the hidden activations.
+    """
+    labels = torch.as_tensor(kmeans(row_normalise(by), k, niter=niter, nredo=nredo, seed=seed).labels,
+                             device=x.device, dtype=torch.long)
+    xn = normalise_rows(x, normalise)
+    sums = torch.zeros(k, xn.shape[1], device=x.device).index_add_(0, labels, xn)
+    counts = torch.bincount(labels, minlength=k).clamp_min(1).to(xn.dtype)
+    means = sums / counts[:, None]
+    return F.normalize(means, dim=1) if unit else means
+
+
 
 
 def separate(weights: torch.Tensor, steps: int = 2000, scale: float = 5.0, lr: float = 0.1, *,
