@@ -217,3 +217,28 @@ def test_interrupted_in_prototype_separation_resumes_exactly(tmp_path: Path, mlf
     assert kept[0] == ("first", 11)  # the separation continued after step 10, not from step 1
     keys = [k for k, v in full.items() if isinstance(v, float) and k != "seconds"]
     assert {k: resumed[k] for k in keys} == {k: full[k] for k in keys}
+
+
+def test_resumed_summary_keeps_published_label_accuracies(tmp_path: Path, mlflow_store: str) -> None:
+    """Pseudo-label accuracies published before an interruption (SPICE head-init, reliable labels)
+    are part of the resumed run's summary, as in an uninterrupted run."""
+    from toolkit.engine import Engine
+    from toolkit.events import Observer
+    from toolkit.recipe import load_recipe
+
+    settings = [s for s in SPICE[1] if not s.startswith("train.epochs")] + ["train.epochs=2"]
+
+    class StopAfterFirstEpoch(Observer):
+        def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict, state: object) -> None:
+            if stage == "self_label" and epoch == 1 and state is not None:
+                raise KeyboardInterrupt
+
+    recipe = RECIPES / SPICE[0]
+    full = Engine(load_recipe(recipe, settings), tmp_path / "full", device="cpu").run()
+    out = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        Engine(load_recipe(recipe, settings), out, device="cpu", observers=[StopAfterFirstEpoch()]).run()
+    resumed = Engine(load_recipe(recipe, settings), out, device="cpu", resume=True).run()
+    published = [k for k in full if k.endswith("_label_acc")]
+    assert "head_init_prototype_label_acc" in published
+    assert {k: resumed.get(k) for k in published} == {k: full[k] for k in published}

@@ -73,6 +73,8 @@ class TrainState:
     plugins: dict[str, Plugin]
     history: list[dict[str, float]]
     run_id: str | None = None
+    #: Latest accuracies of published pseudo-labels (engine-side, from ground truth; evaluation only).
+    label_metrics: dict[str, float] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,7 @@ class TrainState:
             "plugin_state": {s: p.state_dict() for s, p in self.plugins.items()},
             "history": self.history,
             "mlflow_run_id": self.run_id,
+            "label_metrics": dict(self.label_metrics),
         }
 
 
@@ -235,7 +238,8 @@ class Engine:
             generation.setup(ctx, head, feature_dim)
         models = Models(backbone, head, tcfg.freeze_backbone)
         optimizer = self._optimizer(models, plugins)
-        state = TrainState(0, models, optimizer, plugins, [], info.mlflow_run_id)
+        state = TrainState(0, models, optimizer, plugins, [], info.mlflow_run_id,
+                           self.label_probe.latest if self.label_probe is not None else {})
         if ckpt is not None:
             self._restore(state, ckpt)
         self._share(models, plugins)
@@ -354,6 +358,8 @@ class Engine:
                                      f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
         state.epoch = int(ckpt["epoch"])
         state.history = list(ckpt["history"])
+        for key, value in ckpt.get("label_metrics", {}).items():  # published before the interruption
+            state.label_metrics.setdefault(key, value)
         self.events.emit("on_warning", message=f"resuming after epoch {state.epoch}")
 
     # -------------------------------------------------------------------------------- finish
