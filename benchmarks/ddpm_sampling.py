@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def load_run(folder: Path, device: torch.device):  # noqa: ANN201 - (ddpm, classify, options)
     from plugins.gcc.ddpm import ConditionalDDPM
-    from plugins.gcc.schedule import linear_betas
+    from plugins.gcc.schedule import make_betas
     from toolkit.checkpoint import load_safe
     from toolkit.data.views import BatchView
     from toolkit.nn.backbones import build_backbone
@@ -42,7 +42,7 @@ def load_run(folder: Path, device: torch.device):  # noqa: ANN201 - (ddpm, class
         sys.exit(f"{folder}: the run has no conditional_ddpm generator in checkpoints/final.pt")
     o = recipe.build_plugin("generation").options
     ddpm = ConditionalDDPM(o.preset, meta["image_size"][0], meta["channels"], meta["num_clusters"],
-                           linear_betas(o.timesteps, o.beta_start, o.beta_end, o.scale_betas), o.dropout, o.ema_decay)
+                           make_betas(o.beta_schedule, o.timesteps, o.beta_start, o.beta_end, o.scale_betas), o.dropout, o.ema_decay)
     ddpm.load_state_dict(state["generator"]["ddpm"])
     backbone = build_backbone(recipe.model.model.backbone_config(), meta["channels"], tuple(meta["image_size"]))
     backbone.load_state_dict(ckpt["backbone"])

@@ -150,3 +150,14 @@ def test_paper_size_unet_matches_ho_et_al() -> None:
     with torch.no_grad():
         out = net(torch.randn(1, 3, 32, 32), torch.tensor([999]), class_labels=torch.tensor([3])).sample
     assert out.shape == (1, 3, 32, 32)
+
+
+def test_cosine_schedule_ends_in_noise() -> None:
+    from plugins.gcc.schedule import cosine_betas, make_betas
+
+    betas = cosine_betas(1000)
+    abar = alphas_cumprod(betas)
+    assert abar[-1].item() < 1e-4 and abar[0].item() > 0.999
+    assert bool((betas[1:] >= betas[:-1]).all()) and betas.max().item() <= 0.999
+    assert torch.equal(make_betas("cosine", 1000, 1e-4, 0.02, True), betas)
+    assert torch.equal(make_betas("linear", 100, 1e-4, 0.02, True), linear_betas(100))

@@ -142,3 +142,24 @@ def test_nan_in_generator_training_names_stage_epoch_and_term(tmp_path: Path, ml
     with pytest.raises(TrainingError, match=r"stage generator_pretrain, epoch 2: non-finite loss in generator loss_ddpm"):
         _run(tmp_path / "run", TINY)
     assert json.loads((tmp_path / "run" / "run_state.json").read_text())["status"] == "failed"
+
+
+def test_pool_refresh_inside_rounds(tmp_path: Path, mlflow_store: str) -> None:
+    """pool_refresh_epochs redraws the pool within a round; the cosine schedule trains too."""
+    from toolkit.engine import Engine
+    from toolkit.events import Observer
+    from toolkit.recipe import load_recipe
+
+    pools: list[int] = []
+
+    class Spy(Observer):
+        def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict, state: object) -> None:
+            if stage == "self_label" and state is not None:
+                gen = state.plugins["generation"]
+                pools.append(int(gen.pool.images.float().sum()))
+
+    settings = [s for s in TINY if not s.startswith(("generation.round_epochs", "train.epochs", "generation.grid"))] + [
+        "generation.round_epochs=3", "generation.pool_refresh_epochs=1", "generation.beta_schedule=cosine",
+        "generation.grid_per_cluster=0", "train.epochs=3"]
+    Engine(load_recipe(RECIPES / "gcc_digits.toml", settings), tmp_path / "run", device="cpu", observers=[Spy()]).run()
+    assert len(pools) == 3 and len(set(pools)) == 3  # a new pool before every epoch of the one round

@@ -15,6 +15,8 @@ class Options(BaseModel):
         "standard", description="U-Net size: standard = Ho et al. CIFAR-10 (35.7M), budget (~6.5M), tiny (CPU tests)")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
     timesteps: int = Field(1000, ge=2, description="diffusion steps T")
+    beta_schedule: Literal["linear", "cosine"] = Field(
+        "linear", description="linear (Ho et al., beta_start..beta_end) or cosine (Nichol & Dhariwal)")
     beta_start: float = Field(1e-4, gt=0.0, lt=1.0)
     beta_end: float = Field(0.02, gt=0.0, lt=1.0)
     scale_betas: bool = Field(True, description="scale both beta ends by 1000/T (keeps x_T pure noise for small T)")
@@ -36,6 +38,8 @@ class Options(BaseModel):
     clip_denoised: bool = Field(True, description="clip the predicted x0 to [-1, 1] at each step")
     pool_size: int = Field(0, ge=0, description="generated images per round; 0 = as many as training images")
     pool_min_per_class: int = Field(64, ge=1, description="at least this many per non-empty cluster")
+    pool_refresh_epochs: int = Field(0, ge=0, description="also redraw the pool every N clustering epochs "
+                                     "within a round, with the current labels (0 = once per round)")
     generated_hflip: bool = Field(True, description="random horizontal flips of generated images")
     # Stage II losses (Eq. 12)
     lambda_d: float = Field(1.0, ge=0.0, description="weight of L_d (per-cluster MMD, real vs generated)")

@@ -18,7 +18,7 @@ from plugins.gcc.generator_training import GeneratorTrainer
 from plugins.gcc.losses import loss_cwm, loss_d, loss_ml
 from plugins.gcc.options import Options
 from plugins.gcc.pool import Pool, pool_counts
-from plugins.gcc.schedule import linear_betas
+from plugins.gcc.schedule import make_betas
 from toolkit.context import Batch, EpochState, RunContext
 from toolkit.data.views import AugmentConfig, BatchView
 from toolkit.device import autocast
@@ -39,7 +39,7 @@ class ConditionalDDPMGeneration(GenerationPlugin):
         if data.image_size[0] != data.image_size[1]:
             raise ValueError(f"conditional_ddpm needs square images, got {data.image_size}")
         self.ctx, self.head = ctx, head
-        betas = linear_betas(o.timesteps, o.beta_start, o.beta_end, o.scale_betas)
+        betas = make_betas(o.beta_schedule, o.timesteps, o.beta_start, o.beta_end, o.scale_betas)
         with torch.random.fork_rng(devices=[]):  # building the U-Net must not shift the run's draws
             torch.manual_seed(ctx.seed + POOL_SALT)
             ddpm = ConditionalDDPM(o.preset, data.image_size[0], data.channels, ctx.num_clusters, betas,
@@ -61,9 +61,13 @@ class ConditionalDDPMGeneration(GenerationPlugin):
     def on_epoch_start(self, ctx: RunContext, state: EpochState) -> None:
         o: Options = self.options  # type: ignore[assignment]
         self._draw_gen = ctx.generator(DRAW_SALT, state.epoch + 1)
-        if state.epoch % o.round_epochs != 0 or not self._active():
+        if not self._active():
             return
-        round_index = state.epoch // o.round_epochs
+        round_index, into_round = divmod(state.epoch, o.round_epochs)
+        if into_round:
+            if o.pool_refresh_epochs and into_round % o.pool_refresh_epochs == 0 and self.pool is not None:
+                self.pool = self._generate_pool(ctx, state.probs.argmax(1), round_index, state.epoch)
+            return
         labels = state.probs.argmax(1)  # the clustering head, eval mode, un-augmented images
         if round_index == 0:
             stage, epochs = "generator_pretrain", o.pretrain_epochs
@@ -96,12 +100,12 @@ class ConditionalDDPMGeneration(GenerationPlugin):
         o: Options = self.options  # type: ignore[assignment]
         return o.lambda_d > 0 or o.lambda_cwm > 0 or o.lambda_ml > 0 or o.grid_per_cluster > 0
 
-    def _generate_pool(self, ctx: RunContext, labels: torch.Tensor, round_index: int) -> Pool:
+    def _generate_pool(self, ctx: RunContext, labels: torch.Tensor, round_index: int, epoch: int = 0) -> Pool:
         o: Options = self.options  # type: ignore[assignment]
         size = o.pool_size or len(labels)
         counts = pool_counts(labels, ctx.num_clusters, size, o.pool_min_per_class)
         wanted = torch.repeat_interleave(torch.arange(ctx.num_clusters), counts).to(ctx.device)
-        gen = ctx.generator(POOL_SALT, round_index)
+        gen = ctx.generator(POOL_SALT, round_index, *([epoch] if epoch else []))  # round starts: (salt, round)
         x = self.ddpm.generate(wanted, o.sampler, o.sample_steps or o.timesteps, gen, o.use_ema, o.sample_batch_size,
                                o.clip_denoised)
         return Pool(to_uint8(x), wanted)

@@ -20,6 +20,20 @@ def linear_betas(timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.0
     return torch.linspace(beta_start * factor, beta_end * factor, timesteps, dtype=torch.float64)
 
 
+def cosine_betas(timesteps: int, offset: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Nichol & Dhariwal's cosine schedule: abar(t) = cos^2((t/T + s)/(1 + s) * pi/2), betas capped."""
+    t = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps
+    abar = torch.cos((t + offset) / (1 + offset) * torch.pi / 2) ** 2
+    return (1 - abar[1:] / abar[:-1]).clamp(max=max_beta)
+
+
+def make_betas(schedule: str, timesteps: int, beta_start: float, beta_end: float, scale: bool) -> torch.Tensor:
+    """Betas of the named schedule (`linear` uses beta_start/beta_end, `cosine` ignores them)."""
+    if schedule == "cosine":
+        return cosine_betas(timesteps)
+    return linear_betas(timesteps, beta_start, beta_end, scale)
+
+
 def alphas_cumprod(betas: torch.Tensor) -> torch.Tensor:
     """abar_t = prod_{s<=t} (1 - beta_s)."""
     return torch.cumprod(1.0 - betas, dim=0)
