@@ -23,6 +23,7 @@ IN_PROCESS = [
     ('tune.space.selection.threshold={type="uniform", low=0.5, high=1.5}', r"\[tune.space\] selection.threshold: .*1.5"),
     ('tune.space.train.lr={type="loguniform", low=0, high=1}', r"\[tune.space\] train.lr: .*low > 0"),
     ("tune.resources.gpus=2", r"\[tune.resources\] gpus: .*data-parallel"),
+    ("tune.resources={workers=2, gpus=0.5}", r"\[tune.resources\] gpus: .*whole GPU"),
     ('tune.scheduler="hyperband"', r"\[tune\] scheduler: .*'asha' or 'fifo'"),
     ('tune.metric="my_score"', r"\[tune\] metric: .*mode"),
     ('tune.initial=[{"train.lr"=-1.0}]', r"\[tune\] initial"),
@@ -67,3 +68,19 @@ def test_baseline_recipe_has_a_search() -> None:
 
     rec = load_recipe(BASELINE)
     assert rec.model.tune is not None and set(rec.model.tune.space) == {"train.lr", "selection.threshold"}
+
+
+def test_label_detection_loads_only_data_sets_read_from_disk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """digits/synthetic always have labels: the driver decides the default metric without loading them."""
+    import toolkit.data.registry as registry
+    from toolkit.recipe import load_recipe
+    from toolkit.tune import Search
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("loaded")
+
+    monkeypatch.setattr(registry, "load_data", refuse)
+    assert Search._has_labels(load_recipe(BASELINE, ['data.dataset="synthetic"']))
+    assert Search._has_labels(load_recipe(BASELINE))
+    assert registry.labelled_without_loading("digits") and not registry.labelled_without_loading("image_folder")
+    assert not registry.labelled_without_loading("cifar10")  # read from disk: loading also checks the files exist

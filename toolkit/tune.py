@@ -344,9 +344,11 @@ class Search:
 
     @staticmethod
     def _has_labels(rec: Any) -> bool:
-        from toolkit.data.registry import load_data
+        from toolkit.data.registry import labelled_without_loading, load_data
 
         cfg = rec.model
+        if labelled_without_loading(cfg.data.dataset):
+            return True
         splits = load_data(cfg.data, cfg.experiment.protocol, cfg.experiment.seed)
         return (splits.test if splits.test is not None else splits.train).labels is not None
 
