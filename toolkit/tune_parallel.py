@@ -57,7 +57,11 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(settings.cpus)))
     recipe = validate(apply_overrides(settings.tree, settings.overrides(loop_config["config"])), settings.source)
     rank = ray.train.get_context().get_world_rank()
-    device = str(ray.train.torch.get_device()) if settings.gpus > 0 else "cpu"
+    device = "cpu"
+    if settings.gpus > 0:  # Ray Train shows a node's workers all its GPUs and picks one per local rank
+        from ray.train.torch import get_device
+
+        device = str(get_device())
     tracker = MlflowTracker(settings.mlflow_uri, settings.artifact_root, settings.experiment,
                             settings.parent_run_id) if rank == 0 else None
     reporter = TuneReporter(settings.metric, recipe.model.train.epochs, tracker, loop_config["trial_id"],
