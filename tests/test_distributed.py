@@ -22,7 +22,12 @@ from conftest import RECIPES
 
 TINY = ['data.dataset="synthetic"', "data.num_samples=240", "data.num_classes=3", "data.synthetic_size=8",
         "data.synthetic_channels=1", 'pretrain.method="none"', 'head_init.method="random"', "train.epochs=2",
-        "train.batch_size=64", "model.hidden_dims=[16]", 'experiment.device="cpu"', "selection.threshold=0.01"]
+        "train.batch_size=64", "model.hidden_dims=[16]", 'experiment.device="cpu"']
+RECIPES_UNDER_TEST = {  # baseline: no plugin modules; CDC: a calibration head, whose gradients we average ourselves
+    "baseline": ("baseline_digits.toml", ["selection.threshold=0.01"]),
+    "cdc": ("cdc_digits.toml", ["model.head_hidden_dim=16", "calibration.num_miniclusters=8",
+                                "calibration.kmeans_nredo=1", "calibration.kmeans_niter=5"]),
+}
 
 
 @pytest.mark.parametrize("n, world", [(64, 2), (63, 2), (10, 3), (5, 4)])
@@ -47,7 +52,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _rank(rank: int, world: int, port: int, out: str, result: str) -> None:
+def _rank(rank: int, world: int, port: int, out: str, result: str, recipe: str, overrides: list[str]) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -66,17 +71,19 @@ def _rank(rank: int, world: int, port: int, out: str, result: str) -> None:
             return mine
 
         d.DataParallel.shard = spy  # type: ignore[method-assign]
-        summary = Engine(load_recipe(RECIPES / "baseline_digits.toml", TINY), out).run()
+        summary = Engine(load_recipe(RECIPES / recipe, TINY + overrides), out).run()
         Path(result, f"rank{rank}.json").write_text(json.dumps({
             "seen": seen, "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float))}}))
     finally:
         dist.destroy_process_group()
 
 
-def test_two_gloo_ranks_train_disjoint_shards_in_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", sorted(RECIPES_UNDER_TEST))
+def test_two_gloo_ranks_train_disjoint_shards_in_step(tmp_path: Path, name: str) -> None:
     out, result = tmp_path / "run", tmp_path / "result"
     result.mkdir()
-    mp.start_processes(_rank, args=(2, _free_port(), str(out), str(result)), nprocs=2, join=True,
+    recipe, overrides = RECIPES_UNDER_TEST[name]
+    mp.start_processes(_rank, args=(2, _free_port(), str(out), str(result), recipe, overrides), nprocs=2, join=True,
                        start_method="spawn")
     ranks = [json.loads((result / f"rank{r}.json").read_text()) for r in range(2)]
     steps = [len(r["seen"]) for r in ranks]

@@ -52,6 +52,7 @@ class DataParallel:
     world: int
     device: torch.device
     _extra: list[nn.Parameter] = field(default_factory=list, repr=False)
+    _modules: list[nn.Module] = field(default_factory=list, repr=False)  # whose buffers follow rank 0
     _seen: list[torch.Tensor] = field(default_factory=list, repr=False)
 
     @classmethod
@@ -69,16 +70,18 @@ class DataParallel:
     def wrap(self, module: nn.Module) -> nn.Module | None:
         """`module` in DistributedDataParallel (which starts every rank from rank 0's weights and averages
         gradients in backward); None, after copying rank 0's weights, if it has nothing to train."""
+        self._modules.append(module)
         if not _trainable([module]):
             self.broadcast([module])
             return None
         ids = [self.device.index if self.device.index is not None else 0] if self.device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=True)
+        return DistributedDataParallel(module, device_ids=ids)  # buffers: rank 0's at every forward
 
     def share_plugin_modules(self, modules: Iterable[nn.Module]) -> None:
         """Plugin modules: start from rank 0's weights; their gradients are averaged in `sync_gradients`."""
         modules = list(modules)
         self.broadcast(modules)
+        self._modules.extend(modules)
         self._extra = _trainable(modules)
 
     # ---------------------------------------------------------------------------------- per step
@@ -101,6 +104,13 @@ class DataParallel:
             offset += g.numel()
 
     # ---------------------------------------------------------------------------------- per epoch
+    def sync_buffers(self) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) everywhere before evaluation: each rank's last
+        training forward updated them from its own shard, so eval-mode predictions would differ."""
+        for module in self._modules:
+            for buffer in module.buffers():
+                dist.broadcast(buffer.data, src=0)
+
     def sum_(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum over ranks, in place (gloo wants the tensor on the CPU for CPU groups)."""
         dist.all_reduce(tensor)

@@ -167,6 +167,7 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
         _check_finite(epoch, *pending)
     if par is None:
         return _summarise(totals, seen, per_cluster, selections_names=[s for s in totals.sums if s.startswith("selected_")])
+    par.sync_buffers()
     seen = _sum_over_ranks(par, totals, seen, per_cluster, ctx.device)
     out = _summarise(totals, seen, per_cluster, selections_names=[s for s in totals.sums if s.startswith("selected_")])
     return {**out, **par.epoch_checks(params, len(ctx.data))}
