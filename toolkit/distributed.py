@@ -91,10 +91,14 @@ class DataParallel:
         return mine
 
     def sync_gradients(self) -> None:
-        """Average the gradients DDP does not handle (plugin modules), as DDP does for backbone and head."""
-        grads = [p.grad for p in self._extra if p.grad is not None]
-        if not grads:
+        """Average the gradients DDP does not handle (plugin modules), as DDP does for backbone and head.
+        A parameter without a gradient on this rank counts as zero, so every rank sends the same layout."""
+        if not self._extra:
             return
+        for p in self._extra:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        grads = [p.grad for p in self._extra]
         flat = torch.cat([g.reshape(-1) for g in grads])
         dist.all_reduce(flat)
         flat /= self.world
