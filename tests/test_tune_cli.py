@@ -84,3 +84,13 @@ def test_label_detection_loads_only_data_sets_read_from_disk(monkeypatch: pytest
     assert Search._has_labels(load_recipe(BASELINE))
     assert registry.labelled_without_loading("digits") and not registry.labelled_without_loading("image_folder")
     assert not registry.labelled_without_loading("cifar10")  # read from disk: loading also checks the files exist
+
+
+def test_random_search_holds_max_concurrent_itself() -> None:
+    """Ray Tune ignores max_concurrent_trials for random search (BasicVariantGenerator): it must carry the limit."""
+    from toolkit.recipe import load_recipe
+    from toolkit.tune import _searcher
+
+    cfg = load_recipe(BASELINE, ['tune.search_alg="random"', "tune.max_concurrent=2"], check_tune=True).model.tune
+    assert _searcher(cfg, 0, [], cfg.max_concurrent).max_concurrent == 2
+    assert _searcher(cfg, 0, []).max_concurrent == 0  # 0: as many as resources allow

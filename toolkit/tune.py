@@ -232,7 +232,9 @@ def _scheduler(cfg: TuneConfig, max_epochs: int, source: str) -> Any:
                          reduction_factor=cfg.reduction_factor)
 
 
-def _searcher(cfg: TuneConfig, seed: int, literal: list[str]) -> Any:
+def _searcher(cfg: TuneConfig, seed: int, literal: list[str], limit: int | None = None) -> Any:
+    """The searcher; random search holds `limit` trials at once itself (Tune ignores max_concurrent_trials
+    for it, with a warning), Optuna is limited through TuneConfig."""
     points = _initial_points(cfg, literal) or None
     if cfg.search_alg == "optuna":
         from ray.tune.search.optuna import OptunaSearch
@@ -240,7 +242,7 @@ def _searcher(cfg: TuneConfig, seed: int, literal: list[str]) -> Any:
         return OptunaSearch(points_to_evaluate=points, seed=seed)
     from ray.tune.search import BasicVariantGenerator
 
-    return BasicVariantGenerator(points_to_evaluate=points, random_state=seed)
+    return BasicVariantGenerator(points_to_evaluate=points, random_state=seed, max_concurrent=limit or 0)
 
 
 class ChildRunCloser(Callback):
@@ -447,10 +449,11 @@ class Search:
         from ray import tune
 
         seed = cfg.seed if cfg.seed is not None else int(state["recipe"]["experiment"]["seed"])
+        limit = cfg.max_concurrent or _parallel_concurrency(cfg)
         tune_cfg = tune.TuneConfig(metric=state["metric"], mode=state["mode"], num_samples=cfg.num_samples,
-                                   search_alg=_searcher(cfg, seed, literal),
+                                   search_alg=_searcher(cfg, seed, literal, limit),
                                    scheduler=_scheduler(cfg, _max_epochs(state["recipe"], cfg), source),
-                                   max_concurrent_trials=cfg.max_concurrent or _parallel_concurrency(cfg),
+                                   max_concurrent_trials=limit if cfg.search_alg == "optuna" else None,
                                    trial_dirname_creator=trial_dirname,
                                    reuse_actors=True)  # a trial then skips importing torch and mlflow again
         run_cfg = tune.RunConfig(name=RAY_DIR, storage_path=str(self.output_dir), verbose=0,
