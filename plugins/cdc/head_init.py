@@ -36,7 +36,8 @@ class Options(BaseModel):
         "Property 1's argmax = nearest prototype holds (the spec's implementer note: equal-norm prototypes)")
     last_init: Literal["hidden_kmeans", "feature_kmeans"] = Field(
         "hidden_kmeans", description="final layer: C k-means prototypes of the hidden activations (spec), or "
-        "the hidden-space means of the C clusters of a k-means on the row-normalised features")
+        "the hidden-space means of the C clusters of a k-means on the row-normalised features (MLP head; the "
+        "linear head always takes C k-means prototypes of the features)")
 
 
 class PrototypeHeadInit(HeadInitPlugin):
