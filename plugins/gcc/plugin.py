@@ -114,8 +114,11 @@ class ConditionalDDPMGeneration(GenerationPlugin):
         """Share of pool images the clustering head assigns to the cluster they were conditioned on."""
         if self.pool is None or len(self.pool) == 0:
             return float("nan")
-        probs = classify(self.ctx.views.raw(self.pool.images))
-        return float((probs.argmax(1) == self.pool.labels.to(probs.device)).float().mean())
+        hits = 0
+        for images, labels in zip(self.pool.images.split(1024), self.pool.labels.split(1024)):  # bounded memory
+            probs = classify(self.ctx.views.raw(images))
+            hits += int((probs.argmax(1) == labels.to(probs.device)).sum())
+        return hits / len(self.pool)
 
     def _log_grid(self, ctx: RunContext, round_index: int) -> None:
         o: Options = self.options  # type: ignore[assignment]
