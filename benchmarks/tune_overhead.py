@@ -88,17 +88,17 @@ def run_toolkit(trials: int, out: Path) -> tuple[float, float]:
     from toolkit import tune as toolkit_tune
 
     clock = FirstResult()
-    original = toolkit_tune.ChildRunCloser.on_trial_result
+    original = toolkit_tune.TrialTracking.on_trial_result
 
     def on_result(self: Any, *a: Any, **k: Any) -> None:
         clock.mark()
         original(self, *a, **k)
 
-    toolkit_tune.ChildRunCloser.on_trial_result = on_result  # type: ignore[method-assign]
+    toolkit_tune.TrialTracking.on_trial_result = on_result  # type: ignore[method-assign]
     try:
         toolkit_tune.Search(out, progress=False).start(RECIPE, TINY, num_samples=trials)
     finally:
-        toolkit_tune.ChildRunCloser.on_trial_result = original  # type: ignore[method-assign]
+        toolkit_tune.TrialTracking.on_trial_result = original  # type: ignore[method-assign]
     return time.perf_counter() - clock.start, clock.first or float("nan")
 
 

@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -30,15 +29,7 @@ BASELINE = RECIPES / "baseline_digits.toml"
 TINY = ["pretrain.epochs=2", "pretrain.batch_size=256", "head_init.epochs=1", "head_init.nredo=1", "train.epochs=2",
         "model.hidden_dims=[32]", "tune.resources.cpus=1", "tune.grace_period=1"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_instance() -> Iterator[None]:
-    """One local Ray for all searches here: starting Ray costs seconds each time."""
-    import logging
-
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_local")
 
 
 def children(client: MlflowClient, parent: str) -> list:
@@ -63,9 +54,13 @@ def test_search_of_four_trials(tmp_path: Path, mlflow_store: str) -> None:
     assert float(parent.data.params["best.train.lr"]) == pytest.approx(result.best["config"]["train.lr"])
     kids = children(client, result.parent_run_id)
     assert len(kids) == 4
+    for row in result.rows:  # trials on the driver's machine journal; the driver wrote their child runs
+        assert (out / "trials" / row["trial_id"] / "tracking.jsonl").is_file()
+        assert row["mlflow_run_id"] in {k.info.run_id for k in kids}
     for kid in kids:
         history = client.get_metric_history(kid.info.run_id, "acc")
         assert history and min(m.step for m in history) == 0, kid.info.run_name
+        assert kid.data.tags["plugin.selection"] == "threshold" and "head_init_loss" in kid.data.metrics
         assert kid.info.status in ("FINISHED", "KILLED")
         assert kid.data.tags["tune.trial_id"] in {r["trial_id"] for r in result.rows}
         assert float(kid.data.params["train.lr"]) in lrs
@@ -84,9 +79,11 @@ def test_search_of_four_trials(tmp_path: Path, mlflow_store: str) -> None:
     assert load_recipe(best).model.train.lr == pytest.approx(result.best["config"]["train.lr"])
 
 
-def test_failing_trial_leaves_the_others_finished(tmp_path: Path, mlflow_store: str) -> None:
-    """An absurd backbone learning rate makes the self-labeling loss non-finite: that trial fails, the other runs."""
-    space = ['tune.space={"train.backbone_lr" = {type="choice", values=[1e-4, 1e30]}}',
+@pytest.mark.parametrize("tracking", ["auto", "trial"])
+def test_failing_trial_leaves_the_others_finished(tmp_path: Path, mlflow_store: str, tracking: str) -> None:
+    """An absurd backbone learning rate makes the self-labeling loss non-finite: that trial fails, the other runs.
+    Both ways of tracking a trial (journal replayed by the driver; MLflow in the trial) record the failure."""
+    space = [f'tune.tracking="{tracking}"', 'tune.space={"train.backbone_lr" = {type="choice", values=[1e-4, 1e30]}}',
              'tune.initial=[{"train.backbone_lr"=1e30}, {"train.backbone_lr"=1e-4}]',
              'tune.search_alg="random"', 'tune.scheduler="fifo"', "selection.threshold=0.1", "train.lr=1e30"]
     result = Search(tmp_path / "search", progress=False).start(BASELINE, TINY + space, num_samples=2)
@@ -96,8 +93,11 @@ def test_failing_trial_leaves_the_others_finished(tmp_path: Path, mlflow_store: 
     assert failed["status"] == "failed" and "non-finite loss" in failed["error"], failed
     assert ok["status"] == "finished" and result.best is not None and result.best["trial_id"] == ok["trial_id"]
     client = MlflowClient(mlflow_store)
-    statuses = sorted(k.info.status for k in children(client, result.parent_run_id))
-    assert statuses == ["FAILED", "FINISHED"]
+    kids = {k.info.status: k for k in children(client, result.parent_run_id)}
+    assert sorted(kids) == ["FAILED", "FINISHED"]
+    assert "non-finite loss" in kids["FAILED"].data.tags["error"]
+    journal = (tmp_path / "search" / "trials" / failed["trial_id"] / "tracking.jsonl").is_file()
+    assert journal == (tracking == "auto")
 
 
 def _interrupt_after_first_trial(trials_dir: Path, timeout: float = 300) -> threading.Thread:
@@ -137,6 +137,9 @@ def test_resume_after_interrupted_search(tmp_path: Path, mlflow_store: str) -> N
     client = MlflowClient(mlflow_store)
     kids = children(client, second.parent_run_id)
     assert len(kids) == 3 and all(k.info.status == "FINISHED" for k in kids)
+    for kid in kids:  # a trial cut mid-run continued its own child run: every epoch logged once
+        steps = [m.step for m in client.get_metric_history(kid.info.run_id, "acc")]
+        assert sorted(steps) == list(range(3)), (kid.info.run_id, steps)
     assert first.parent_run_id == second.parent_run_id
     assert client.get_run(second.parent_run_id).info.status == "FINISHED"
     assert (out / BEST_RECIPE).is_file()

@@ -7,9 +7,7 @@ epoch figures, summed / gathered over ranks).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -26,12 +24,7 @@ TINY = ['data.dataset="synthetic"', "data.num_samples=240", "data.num_classes=3"
         'tune.scheduler="fifo"', 'tune.search_alg="random"', "tune.resources.workers=2", "tune.resources.cpus=1",
         'tune.space={"selection.threshold" = {type="uniform", low=0.1, high=0.5}}']
 
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_instance() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_local")
 
 
 def test_data_parallel_trial(tmp_path: Path, mlflow_store: str) -> None:
@@ -52,3 +45,29 @@ def test_data_parallel_trial(tmp_path: Path, mlflow_store: str) -> None:
     assert [h.step for h in client.get_metric_history(run.info.run_id, "ddp_weight_spread")] == [1, 2]
     assert (out / "trials" / row["trial_id"] / "summary.json").is_file()
     assert (out / "best.toml").is_file()
+
+
+def test_asha_stops_a_poor_data_parallel_trial(tmp_path: Path, mlflow_store: str) -> None:
+    """Two data-parallel trials one after the other: the second (random head) is below the first (k-means
+    head) at ASHA's first rung, so ASHA stops it; its workers are released and its child run is closed."""
+    space = ['tune.scheduler="asha"', "tune.grace_period=1", "tune.reduction_factor=2", "train.epochs=3",
+             "tune.max_concurrent=1", 'tune.metric="acc"',
+             'tune.space={"head_init.method" = {type="choice", values=["kmeans_pseudo_label", "random"]}}',
+             'tune.initial=[{"head_init.method"="kmeans_pseudo_label"}, {"head_init.method"="random"}]']
+    out = tmp_path / "search"
+    result = Search(out, progress=False).start(RECIPES / "baseline_digits.toml", TINY + space, num_samples=2)
+    by_init = {r["config"]["head_init.method"]: r for r in result.rows}
+    assert set(by_init) == {"kmeans_pseudo_label", "random"}, result.rows
+    good, poor = by_init["kmeans_pseudo_label"], by_init["random"]
+    assert good["status"] == "finished" and good["epoch"] == 3, good
+    assert poor["status"] == "stopped" and poor["epoch"] < 3, poor
+    assert result.best is not None and result.best["trial_id"] == good["trial_id"]
+
+    client = MlflowClient(mlflow_store)
+    stopped = client.get_run(poor["mlflow_run_id"])
+    assert stopped.info.status == "KILLED" and "stopped early" in stopped.data.tags["tune.stopped"]
+    assert client.get_run(good["mlflow_run_id"]).info.status == "FINISHED"
+    # The stopped trial's workers no longer hold CPUs (the driver removed their placement group): without
+    # that, a later data-parallel trial would wait for them forever.
+    assert ray.available_resources().get("CPU") == 2.0, ray.available_resources()
+    assert (out / "trials" / poor["trial_id"] / "placement_group.id").is_file()

@@ -111,41 +111,18 @@ class MlflowTracker(Observer):
         except Exception as exc:  # noqa: BLE001
             raise UserError(f"MLflow tracking store {self.uri} is unusable: {str(exc).splitlines()[0][:200]}") from None
 
-    def _experiment_id(self, name: str) -> str:
-        try:
-            exp = self.client.get_experiment_by_name(name)
-            if exp is not None:
-                return exp.experiment_id
-            return self.client.create_experiment(name, artifact_location=self.artifact_root)
-        except Exception as exc:  # noqa: BLE001 - any store failure means we cannot track
-            if "already exists" in str(exc):  # created by a concurrent run meanwhile
-                return self.client.get_experiment_by_name(name).experiment_id
-            raise UserError(f"MLflow tracking store {self.uri} is unreachable: {str(exc).splitlines()[0][:200]}") from None
-
     def on_run_start(self, *, run: Any) -> None:
-        from mlflow.entities import Param, RunTag
-
         self._connect(Path(run.output_dir), bool(run.resume_run_id))
         recipe = run.recipe
-        exp_id = self._experiment_id(self.experiment_name or recipe.experiment.name)
+        exp_id = experiment_id(self.client, self.experiment_name or recipe.experiment.name, self.artifact_root, self.uri)
         if run.resume_run_id:
             self._reopen(run.resume_run_id, Path(run.output_dir))
         else:
-            tags = {"protocol": recipe.experiment.protocol, "oracle": str(recipe.experiment.oracle).lower(),
-                    "dataset": recipe.model.data.dataset, "device": str(run.device), "recipe_file": recipe.source}
+            tags = start_tags(run)
             if self.parent_run_id:
                 tags["mlflow.parentRunId"] = self.parent_run_id
-            created = self.client.create_run(exp_id, run_name=f"{recipe.experiment.name}-s{recipe.experiment.seed}",
-                                             tags=tags)
-            self.run_id = created.info.run_id
-            params = [Param(k, v[:6000]) for k, v in recipe.flat_params().items()]
-            for i in range(0, len(params), _PARAM_CHUNK):
-                self.client.log_batch(self.run_id, params=params[i:i + _PARAM_CHUNK])
-        tags = [RunTag(f"plugin.{slot}", p["name"]) for slot, p in run.plugins.items()]
-        tags += [RunTag(f"plugin.{slot}.distribution", f"{p['distribution']} {p['version']}") for slot, p in run.plugins.items()]
-        tags += [RunTag("output_dir", str(Path(run.output_dir).resolve()))]
-        for i in range(0, len(tags), _TAG_CHUNK):
-            self.client.log_batch(self.run_id, tags=tags[i:i + _TAG_CHUNK])
+            self.run_id = create_run(self.client, exp_id, run_name(run), tags, recipe.flat_params())
+        log_tags(self.client, self.run_id, plugin_tags(run))
         run.mlflow_run_id = self.run_id
         self._run_tags = run.tags
 
@@ -163,16 +140,9 @@ class MlflowTracker(Observer):
         self.run_id = run_id
 
     def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict[str, float], state: Any) -> None:
-        from mlflow.entities import Metric
-
         if self.run_id is None:
             return
-        now = int(time.time() * 1000)
-        prefix = "" if stage == "self_label" else f"{stage}_"
-        items = [Metric(f"{prefix}{k}", float(v), now, epoch) for k, v in metrics.items()
-                 if isinstance(v, (int, float)) and math.isfinite(float(v))]
-        for i in range(0, len(items), _METRIC_CHUNK):
-            self.client.log_batch(self.run_id, metrics=items[i:i + _METRIC_CHUNK])
+        log_epoch(self.client, self.run_id, stage, epoch, finite(metrics), int(time.time() * 1000))
 
     def on_artifact(self, *, path: Any, artifact_path: str) -> None:
         """A file a plugin wrote during the run (e.g. generated samples each round)."""
@@ -181,27 +151,99 @@ class MlflowTracker(Observer):
         self.client.log_artifact(self.run_id, str(path), artifact_path=artifact_path or None)
 
     def on_run_end(self, *, summary: dict[str, Any], output_dir: Any) -> None:
-        from mlflow.entities import RunTag
-
         if self.run_id is None:
             return
-        tags = [RunTag(k, str(v)) for k, v in getattr(self, "_run_tags", {}).items()]
-        if tags:
-            self.client.log_batch(self.run_id, tags=tags)
-        out = Path(output_dir)
-        for name in ("recipe.toml", "summary.json", "reliability.png", "reliability_clu.png", "confusion.png",
-                     "predictions.npy"):
-            if (out / name).is_file():
-                self.client.log_artifact(self.run_id, str(out / name))
-        if (out / "checkpoints" / "final.pt").is_file():
-            self.client.log_artifact(self.run_id, str(out / "checkpoints" / "final.pt"), artifact_path="checkpoints")
-        self.client.set_terminated(self.run_id, status="FINISHED")
+        finish_run(self.client, self.run_id, getattr(self, "_run_tags", {}), Path(output_dir))
 
     def on_exception(self, *, error: BaseException) -> None:
         if self.run_id is None:
             return
-        from mlflow.entities import RunTag
+        fail_run(self.client, self.run_id, error_status(error), f"{type(error).__name__}: {error}")
 
-        status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-        self.client.log_batch(self.run_id, tags=[RunTag("error", f"{type(error).__name__}: {error}"[:5000])])
-        self.client.set_terminated(self.run_id, status=status)
+
+# ----------------------------------------------------------------------------------------------------------
+# What a run logs, as functions of plain values: the in-process tracker above and the Ray Tune driver (which
+# logs trials from their journals, toolkit/tune_tracking.py) write identical runs through them.
+RUN_FILES = ("recipe.toml", "summary.json", "reliability.png", "reliability_clu.png", "confusion.png", "predictions.npy")
+
+
+def run_name(run: Any) -> str:
+    return f"{run.recipe.experiment.name}-s{run.recipe.experiment.seed}"
+
+
+def start_tags(run: Any) -> dict[str, str]:
+    recipe = run.recipe
+    return {"protocol": recipe.experiment.protocol, "oracle": str(recipe.experiment.oracle).lower(),
+            "dataset": recipe.model.data.dataset, "device": str(run.device), "recipe_file": recipe.source}
+
+
+def plugin_tags(run: Any) -> dict[str, str]:
+    tags = {f"plugin.{slot}": p["name"] for slot, p in run.plugins.items()}
+    tags.update({f"plugin.{slot}.distribution": f"{p['distribution']} {p['version']}" for slot, p in run.plugins.items()})
+    tags["output_dir"] = str(Path(run.output_dir).resolve())
+    return tags
+
+
+def finite(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(float(v))}
+
+
+def error_status(error: BaseException) -> str:
+    return "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
+
+
+def experiment_id(client: Any, name: str, artifact_root: str | None, uri: str) -> str:
+    try:
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        return client.create_experiment(name, artifact_location=artifact_root)
+    except Exception as exc:  # noqa: BLE001 - any store failure means we cannot track
+        if "already exists" in str(exc):  # created by a concurrent run meanwhile
+            return client.get_experiment_by_name(name).experiment_id
+        raise UserError(f"MLflow tracking store {uri} is unreachable: {str(exc).splitlines()[0][:200]}") from None
+
+
+def create_run(client: Any, exp_id: str, name: str, tags: dict[str, str], params: dict[str, str]) -> str:
+    from mlflow.entities import Param
+
+    run_id = client.create_run(exp_id, run_name=name, tags=tags).info.run_id
+    items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    for i in range(0, len(items), _PARAM_CHUNK):
+        client.log_batch(run_id, params=items[i:i + _PARAM_CHUNK])
+    return run_id
+
+
+def log_tags(client: Any, run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    items = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+    for i in range(0, len(items), _TAG_CHUNK):
+        client.log_batch(run_id, tags=items[i:i + _TAG_CHUNK])
+
+
+def log_epoch(client: Any, run_id: str, stage: str, epoch: int, metrics: dict[str, float], when_ms: int) -> None:
+    """Metrics of plugin stages get the stage as prefix (pretrain_loss, ...); step = epoch."""
+    from mlflow.entities import Metric
+
+    prefix = "" if stage == "self_label" else f"{stage}_"
+    items = [Metric(f"{prefix}{k}", v, when_ms, epoch) for k, v in metrics.items()]
+    for i in range(0, len(items), _METRIC_CHUNK):
+        client.log_batch(run_id, metrics=items[i:i + _METRIC_CHUNK])
+
+
+def finish_run(client: Any, run_id: str, run_tags: dict[str, str], out: Path) -> None:
+    """The run's closing tags, its result files and final checkpoint, status FINISHED."""
+    if run_tags:
+        log_tags(client, run_id, run_tags)
+    for name in RUN_FILES:
+        if (out / name).is_file():
+            client.log_artifact(run_id, str(out / name))
+    if (out / "checkpoints" / "final.pt").is_file():
+        client.log_artifact(run_id, str(out / "checkpoints" / "final.pt"), artifact_path="checkpoints")
+    client.set_terminated(run_id, status="FINISHED")
+
+
+def fail_run(client: Any, run_id: str, status: str, error: str) -> None:
+    log_tags(client, run_id, {"error": error})
+    client.set_terminated(run_id, status=status)

@@ -1,8 +1,9 @@
 """`toolkit tune`: a Ray Tune search over a recipe's `[tune.space]`, where every trial is an ordinary run.
 
 A trial applies its sampled values as `--set` overrides and runs the same Engine `toolkit run` uses, with
-two observers: the MLflow tracker (a child of the search's parent run) and `TuneReporter`, which hands
-each self-labeling epoch's metrics to Ray Tune so ASHA can stop poor trials. Ray is imported lazily:
+two observers: a tracker for its MLflow child run of the search's parent run (a journal the driver replays
+into MLflow, toolkit/tune_tracking.py, or MLflow itself on another machine) and `TuneReporter`, which
+hands each self-labeling epoch's metrics to Ray Tune so ASHA can stop poor trials. Ray is imported lazily:
 recipes and the rest of the CLI must not pay for it.
 
 Search folder layout (DIR): search_state.json (parent run, metric, the recipe searched), ray/ (Ray Tune's
@@ -54,6 +55,8 @@ class TrialSettings:
     env: dict[str, str] = field(default_factory=dict)
     workers: int = 1  # > 1: a data-parallel trial (toolkit/tune_parallel.py); cpus and gpus are then per worker
     gpus: float = 0.0
+    tracking: str = "auto"  # [tune] tracking: see toolkit/tune_tracking.py
+    driver_node: str = ""  # Ray node id of the search's driver
 
     def overrides(self, config: dict[str, Any]) -> list[str]:
         plain = {k: v for k, v in config.items() if k not in self.literal_keys}
@@ -129,6 +132,17 @@ class TuneReporter(Observer):
             self.report(self._pending)
 
 
+def trial_tracker(settings: TrialSettings) -> Observer:
+    """The journal the driver logs from (no MLflow in this process), or MLflow directly off the driver's node."""
+    from toolkit.tune_tracking import JournalTracker, journal_here
+
+    if journal_here(settings.tracking, settings.driver_node):
+        return JournalTracker()
+    from toolkit.tracking import MlflowTracker
+
+    return MlflowTracker(settings.mlflow_uri, settings.artifact_root, settings.experiment, settings.parent_run_id)
+
+
 def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     """One trial = `toolkit run` with the sampled overrides, in trials/<trial_id>/ (resumed if it exists)."""
     import torch
@@ -136,7 +150,6 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
 
     from toolkit.engine import RUN_STATE, Engine
     from toolkit.recipe import apply_overrides, validate
-    from toolkit.tracking import MlflowTracker
 
     os.environ.update(settings.env)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -144,7 +157,7 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     recipe = validate(apply_overrides(settings.tree, settings.overrides(config)), settings.source)
     trial_id = tune.get_context().get_trial_id()
     out = Path(settings.trials_dir) / trial_id
-    tracker = MlflowTracker(settings.mlflow_uri, settings.artifact_root, settings.experiment, settings.parent_run_id)
+    tracker = trial_tracker(settings)
     reporter = TuneReporter(settings.metric, recipe.model.train.epochs, tracker, trial_id)
     # A retried or restored trial continues its own run: same folder, same MLflow run, from its last epoch.
     Engine(recipe, out, observers=[tracker, reporter], resume=(out / RUN_STATE).is_file()).run()
@@ -245,32 +258,38 @@ def _searcher(cfg: TuneConfig, seed: int, literal: list[str], limit: int | None 
     return BasicVariantGenerator(points_to_evaluate=points, random_state=seed, max_concurrent=limit or 0)
 
 
-class ChildRunCloser(Callback):
-    """Ray Tune callback (driver side): a trial that Ray stopped (ASHA) or lost (worker died) leaves its
-    MLflow child run RUNNING; close it as KILLED / FAILED with the reason."""
+class TrialTracking(Callback):
+    """Ray Tune callback (driver side): logs journaling trials into their MLflow child runs as results
+    arrive (at most once a second between results), and closes a child run that Ray stopped (ASHA) or
+    lost (worker died) as KILLED / FAILED with the reason, where it would otherwise stay RUNNING."""
 
-    def __init__(self, uri: str, console: bool = True) -> None:
-        self.uri, self.console = uri, console
-        self._client: Any = None
+    def __init__(self, children: Any, console: bool = True) -> None:
+        self.children, self.console = children, console
+        self._last_sync = 0.0
 
-    def __getstate__(self) -> dict[str, Any]:  # pickled into Ray's experiment state: no live client
-        return {"uri": self.uri, "console": self.console, "_client": None}
+    def _run_id(self, trial: Any) -> str | None:
+        return self.children.sync(trial.trial_id) or (trial.last_result or {}).get("mlflow_run_id") or None
 
-    def _close(self, trial: Any, status: str, reason: str) -> None:
-        run_id = (trial.last_result or {}).get("mlflow_run_id")
-        if not run_id:
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        if time.monotonic() - self._last_sync < 1.0:
             return
-        from mlflow.entities import RunTag
-        from mlflow.tracking import MlflowClient
-
-        self._client = self._client or MlflowClient(tracking_uri=self.uri)
-        if self._client.get_run(run_id).info.status == "RUNNING":
-            self._client.log_batch(run_id, tags=[RunTag("tune.stopped", reason)])
-            self._client.set_terminated(run_id, status=status)
+        self._last_sync = time.monotonic()
+        for trial in trials:
+            if trial.status == "RUNNING":
+                self.children.sync(trial.trial_id)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.children.sync(trial.trial_id)
         if self.console:
             Console(stderr=True).print(f"[dim]trial {trial.trial_id} epoch {result.get('epoch')}[/]", highlight=False)
+
+    def _close(self, trial: Any, status: str, reason: str) -> None:
+        from toolkit.tune_parallel import release_workers
+
+        release_workers(self.children.trials_dir / trial.trial_id)
+        run_id = self._run_id(trial)
+        if run_id:
+            self.children.close_if_running(run_id, status, reason)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._close(trial, "KILLED", f"stopped early by the scheduler after epoch {(trial.last_result or {}).get('epoch')}")
@@ -403,6 +422,8 @@ class Search:
 
     # ------------------------------------------------------------------------------------- search
     def _settings(self, state: dict[str, Any], cfg: TuneConfig, literal: list[str]) -> TrialSettings:
+        import ray
+
         from toolkit.tracking import tracking_uri
 
         uri = state["mlflow_uri"]
@@ -411,7 +432,14 @@ class Search:
         env = {k: v for k, v in os.environ.items() if k in ("TOOLKIT_CACHE_DIR",)}
         return TrialSettings(tree, state["source"], str(self.output_dir / TRIALS_DIR), state["metric"], uri,
                              artifact_root, tree["experiment"]["name"], state["parent_run_id"], cfg.resources.cpus,
-                             literal, env, cfg.resources.workers, cfg.resources.gpus)
+                             literal, env, cfg.resources.workers, cfg.resources.gpus, cfg.tracking,
+                             ray.get_runtime_context().get_node_id())
+
+    def _children(self, settings: TrialSettings) -> Any:
+        from toolkit.tune_tracking import ChildRuns
+
+        return ChildRuns(settings.mlflow_uri, settings.artifact_root, settings.experiment, settings.parent_run_id,
+                         settings.trials_dir)
 
     def _run(self, state: dict[str, Any], resume: bool) -> SearchResult:
         from ray import tune
@@ -423,9 +451,10 @@ class Search:
         cfg = rec.model.tune
         assert cfg is not None
         space, literal = search_space(cfg)
-        settings = self._settings(state, cfg, literal)
         self._ray_init()
         try:
+            settings = self._settings(state, cfg, literal)
+            self._children_of_search = self._children(settings)
             trainable = _trainable(settings, cfg)
             path = str(self.output_dir / RAY_DIR)
             if resume:
@@ -455,10 +484,10 @@ class Search:
                                    scheduler=_scheduler(cfg, _max_epochs(state["recipe"], cfg), source),
                                    max_concurrent_trials=limit if cfg.search_alg == "optuna" else None,
                                    trial_dirname_creator=trial_dirname,
-                                   reuse_actors=True)  # a trial then skips importing torch and mlflow again
+                                   reuse_actors=cfg.resources.workers <= 1)  # see _reuse_actors
         run_cfg = tune.RunConfig(name=RAY_DIR, storage_path=str(self.output_dir), verbose=0,
                                  failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
-                                 callbacks=[ChildRunCloser(state["mlflow_uri"], self.progress)])
+                                 callbacks=[TrialTracking(self._children_of_search, self.progress)])
         return tune.Tuner(trainable, param_space=space, tune_config=tune_cfg, run_config=run_cfg)
 
     # ------------------------------------------------------------------------------------- finish
@@ -480,9 +509,10 @@ class Search:
                 status = "stopped"
             else:
                 status = "finished"
-            rows.append({"trial_id": Path(result.path).name, "status": status, "config": config,
+            trial_id = Path(result.path).name
+            rows.append({"trial_id": trial_id, "status": status, "config": config,
                          "metric": metrics.get(state["metric"]), "epoch": metrics.get("epoch"),
-                         "mlflow_run_id": metrics.get("mlflow_run_id"),
+                         "mlflow_run_id": metrics.get("mlflow_run_id") or self._children_of_search.run_id(trial_id),
                          "error": _one_line(error) if error is not None else None})
         sign = -1.0 if state["mode"] == "max" else 1.0
         rows.sort(key=lambda r: (r["metric"] is None, sign * r["metric"] if r["metric"] is not None else 0.0))

@@ -117,6 +117,10 @@ class TuneConfig(_Strict):
     max_failures: int = Field(0, ge=0, description="retries of a crashed trial (it resumes from its last epoch)")
     seed: int | None = Field(None, ge=0, description="sampler seed (default: experiment.seed)")
     resources: Resources = Field(default_factory=Resources)
+    tracking: Literal["auto", "driver", "trial"] = Field(
+        "auto", description="who writes trials' MLflow runs: the search's driver process from each trial's journal "
+                            "(no MLflow start-up inside trials; needs the trial folder readable by the driver), the "
+                            "trial itself, or auto: driver for trials on the driver's machine, trial elsewhere")
     initial: list[dict[str, Any]] = Field(default_factory=list, description="configs tried first (dotted keys)")
     space: dict[str, Distribution]
 

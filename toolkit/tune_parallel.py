@@ -3,8 +3,14 @@
 Ray 2.60 (Train V2) no longer takes a Trainer as a Tune trainable; the supported way is a Tune function
 that builds a TorchTrainer and calls `fit()`, with `TuneReportCallback` forwarding rank 0's
 `ray.train.report` results to Tune. Every worker runs the same Engine (see toolkit/distributed.py);
-rank 0 alone tracks in MLflow and writes the trial folder, the others only report (Ray Train wants every
+rank 0 alone tracks (journal or MLflow, as ordinary trials) and writes the trial folder, the others only report (Ray Train wants every
 rank to report the same number of times).
+
+A trial that ASHA stops is killed with its Train controller, and Ray Train's own clean-up of the
+workers' placement group relies on the Ray state API (the dashboard, absent from `ray[tune]` and off in
+local searches). So rank 0 writes its placement group's id into the trial folder, and the search's driver
+removes that group when the trial has ended (`release_workers`); otherwise the stopped trial's CPUs/GPUs
+stay reserved and the next data-parallel trial waits forever.
 """
 
 from __future__ import annotations
@@ -15,6 +21,33 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from toolkit.tune import TrialSettings
+
+PLACEMENT_GROUP = "placement_group.id"
+
+
+def record_placement_group(out: Path) -> None:
+    """Rank 0: note the workers' placement group for `release_workers`."""
+    from ray.util import get_current_placement_group
+
+    pg = get_current_placement_group()
+    if pg is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / PLACEMENT_GROUP).write_text(pg.id.hex())
+
+
+def release_workers(trial_dir: Path) -> bool:
+    """Driver, once a trial has ended: remove its workers' placement group if it still exists (True then)."""
+    path = trial_dir / PLACEMENT_GROUP
+    if not path.is_file():
+        return False
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    pg = PlacementGroup(PlacementGroupID(bytes.fromhex(path.read_text().strip())))
+    if placement_group_table(pg).get("state") in (None, "REMOVED"):
+        return False
+    remove_placement_group(pg)
+    return True
 
 
 def run_parallel_trial(config: dict[str, Any], settings: "TrialSettings") -> None:
@@ -48,8 +81,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     from toolkit.engine import Engine
     from toolkit.events import Observer
     from toolkit.recipe import apply_overrides, validate
-    from toolkit.tracking import MlflowTracker
-    from toolkit.tune import TuneReporter
+    from toolkit.tune import TuneReporter, trial_tracker
 
     settings: TrialSettings = loop_config["settings"]
     os.environ.update(settings.env)
@@ -62,8 +94,9 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         from ray.train.torch import get_device
 
         device = str(get_device())
-    tracker = MlflowTracker(settings.mlflow_uri, settings.artifact_root, settings.experiment,
-                            settings.parent_run_id) if rank == 0 else None
+    tracker = trial_tracker(settings) if rank == 0 else None
+    if rank == 0:
+        record_placement_group(Path(loop_config["out"]))
     reporter = TuneReporter(settings.metric, recipe.model.train.epochs, tracker, loop_config["trial_id"],
                             report=ray.train.report)
     observers: list[Observer] = [tracker, reporter] if tracker is not None else [reporter]
