@@ -1,0 +1,68 @@
+"""The driver's replay of trial journals into MLflow (toolkit/tune_tracking.py), without Ray.
+
+A trial writes lines while the driver reads: a half-written last line must wait for the next sync, and a
+sync after a driver restart (search resumed) must neither open a second run nor log an epoch twice.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlflow.tracking import MlflowClient
+
+from toolkit.tune_tracking import CHILD_STATE, JOURNAL, ChildRuns
+
+
+def _line(event: dict) -> bytes:
+    return (json.dumps(event) + "\n").encode()
+
+
+def test_replay_is_incremental_and_survives_a_driver_restart(tmp_path: Path, mlflow_store: str) -> None:
+    client = MlflowClient(mlflow_store)
+    exp = client.create_experiment("e")
+    parent = client.create_run(exp, run_name="tune-e").info.run_id
+    trial = tmp_path / "trials" / "t1"
+    trial.mkdir(parents=True)
+    (trial / "summary.json").write_text("{}")
+    start = {"event": "start", "name": "e-s0", "tags": {"dataset": "digits"}, "params": {"train.lr": "0.001"},
+             "plugin_tags": {"plugin.selection": "threshold"}}
+    epoch = {"event": "epoch", "stage": "self_label", "epoch": 0, "metrics": {"acc": 0.5}, "time_ms": 1}
+    second = _line({**epoch, "epoch": 1, "metrics": {"acc": 0.75}})
+    journal = trial / JOURNAL
+    journal.write_bytes(_line(start) + _line(epoch) + second[:10])  # the trial is mid-way through a line
+
+    children = ChildRuns(mlflow_store, None, "e", parent, tmp_path / "trials")
+    run_id = children.sync("t1")
+    assert run_id is not None
+    run = client.get_run(run_id)
+    assert run.data.tags["mlflow.parentRunId"] == parent and run.data.tags["tune.trial_id"] == "t1"
+    assert run.data.params["train.lr"] == "0.001" and run.data.tags["plugin.selection"] == "threshold"
+    assert [m.value for m in client.get_metric_history(run_id, "acc")] == [0.5]
+
+    with open(journal, "ab") as fh:  # the line is completed, the run ends
+        fh.write(second[10:] + _line({"event": "end", "tags": {"pretrain_cache": "hit"}, "output_dir": str(trial)}))
+    restarted = ChildRuns(mlflow_store, None, "e", parent, tmp_path / "trials")  # e.g. after --resume
+    assert restarted.sync("t1") == run_id
+    assert restarted.sync("t1") == run_id  # nothing new: nothing logged twice
+    assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "acc")) == [(0, 0.5), (1, 0.75)]
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["pretrain_cache"] == "hit"
+    assert "summary.json" in {a.path for a in client.list_artifacts(run_id)}
+    assert json.loads((trial / CHILD_STATE).read_text())["offset"] == journal.stat().st_size
+    runs = client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    assert [r.info.run_id for r in runs] == [run_id]
+
+
+def test_a_failed_trial_is_closed_with_its_error(tmp_path: Path, mlflow_store: str) -> None:
+    client = MlflowClient(mlflow_store)
+    exp = client.create_experiment("e")
+    parent = client.create_run(exp, run_name="tune-e").info.run_id
+    trial = tmp_path / "trials" / "t2"
+    trial.mkdir(parents=True)
+    (trial / JOURNAL).write_bytes(
+        _line({"event": "start", "name": "e-s0", "tags": {}, "params": {}, "plugin_tags": {}})
+        + _line({"event": "error", "status": "FAILED", "error": "TrainingError: non-finite loss"}))
+    run_id = ChildRuns(mlflow_store, None, "e", parent, tmp_path / "trials").sync("t2")
+    run = client.get_run(run_id)
+    assert run.info.status == "FAILED" and run.data.tags["error"] == "TrainingError: non-finite loss"
