@@ -94,3 +94,76 @@ def test_random_search_holds_max_concurrent_itself() -> None:
     cfg = load_recipe(BASELINE, ['tune.search_alg="random"', "tune.max_concurrent=2"], check_tune=True).model.tune
     assert _searcher(cfg, 0, [], cfg.max_concurrent).max_concurrent == 2
     assert _searcher(cfg, 0, []).max_concurrent == 0  # 0: as many as resources allow
+
+
+def test_search_on_an_existing_ray_cluster(tmp_path: Path) -> None:
+    """`toolkit tune --address` joins a Ray cluster started with `ray start --head` (in its own temp dir, so
+    nothing else on the machine sees it) and runs its trials there; the head is stopped afterwards."""
+    import shutil
+    import socket
+    import tempfile
+    import time
+
+    ray_bin = Path(sys.executable).with_name("ray")
+    if not ray_bin.is_file():
+        pytest.skip("the `ray` command is not installed beside this Python")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths live under it
+    env = toolkit_env(RAY_TMPDIR=ray_tmp, MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}",
+                      RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")  # no token in ~/.ray
+    head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                             "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60  # wait for the head's GCS port
+        while time.monotonic() < deadline and head.poll() is None:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        assert head.poll() is None, "ray start --head exited"
+        tiny = ["pretrain.epochs=2", "pretrain.batch_size=256", "head_init.epochs=1", "head_init.nredo=1",
+                "train.epochs=2", "model.hidden_dims=[32]", "tune.resources.cpus=1", 'tune.scheduler="fifo"',
+                'tune.search_alg="random"']
+        sets = [arg for item in tiny for arg in ("--set", item)]
+        out = tmp_path / "search"
+        proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "tune", str(BASELINE), "-n", "2", "-o", str(out),
+                               "--address", f"127.0.0.1:{port}", "--no-progress", *sets],
+                              capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert (out / "best.toml").is_file()
+        import json
+
+        rows = json.loads((out / "trials.json").read_text())
+        assert len(rows) == 2 and all(r["status"] == "finished" for r in rows), rows
+        assert all(r["mlflow_run_id"] for r in rows)
+        # The trials ran in the cluster's workers (its session logs name them), and no second Ray was started.
+        assert len(list(Path(ray_tmp).glob("**/session_2*"))) == 1
+        logs = list(Path(ray_tmp).glob("**/session_*/logs/worker-*.out"))
+        assert any("ImplicitFunc" in p.read_text(errors="replace") for p in logs), (logs, "no trial ran on the cluster")
+    finally:
+        import os
+        import signal
+
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_unreachable_cluster_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "tune", str(BASELINE), "-o", str(tmp_path / "s"),
+                           "--address", f"127.0.0.1:{port}"], capture_output=True, text=True, cwd=tmp_path,
+                          env=toolkit_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"), timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and "WARNING" not in line]
+    assert f"cannot join the Ray cluster at 127.0.0.1:{port}" in lines[-1] and "ray start --head" in lines[-1], lines

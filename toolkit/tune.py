@@ -415,7 +415,13 @@ class Search:
         if ray.is_initialized():
             return
         if self.address:
-            ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
+            _probe_address(self.address)
+            try:
+                ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
+            except (ConnectionError, RuntimeError) as exc:
+                raise UserError(f"cannot join the Ray cluster at {self.address} ({_why_unreachable(exc)}); start it "
+                                "with `ray start --head`, fix --address / RAY_ADDRESS, or leave both unset to run on "
+                                "a local Ray instance") from None
         else:
             ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
         self._started_ray = True
@@ -570,6 +576,32 @@ class Search:
                                    RunTag("best.mlflow_run_id", str(best["mlflow_run_id"])),
                                    *[RunTag(f"best.{k}", str(v)[:5000]) for k, v in best["config"].items()]])
         client.set_terminated(run_id, status="KILLED" if interrupted else "FINISHED")
+
+
+def _probe_address(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds when nothing listens at HOST:PORT (ray.init itself retries for minutes)."""
+    import socket
+
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" or another form Ray resolves itself
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            return
+    except OSError as exc:
+        raise UserError(f"cannot join the Ray cluster at {address} (nothing answers: {exc.strerror or exc}); start it "
+                        "with `ray start --head`, fix --address / RAY_ADDRESS, or leave both unset to run on a local "
+                        "Ray instance") from None
+
+
+def _why_unreachable(exc: BaseException) -> str:
+    """One clause for a failed ray.init(address=...): the token case needs its own hint."""
+    text = " ".join(str(e) for e in (exc, exc.__cause__) if e is not None)
+    if "InvalidAuthToken" in text or "Authentication token" in text:
+        return ("the cluster wants an authentication token: set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN (or "
+                "RAY_AUTH_TOKEN_PATH) as for the cluster's nodes")
+    return str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
 
 
 def _one_line(error: BaseException) -> str:
