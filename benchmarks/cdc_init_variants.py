@@ -50,6 +50,11 @@ VARIANTS: dict[str, dict] = {
     "hidden_from = separated, hidden_normalise = l2": {"hidden_from": "separated", "hidden_normalise": "l2"},
     "hidden_from = separated, last_init = feature_kmeans": {"hidden_from": "separated",
                                                             "last_init": "feature_kmeans"},
+    "restart_pick = balanced": {"restart_pick": "balanced"},
+    "last_init = feature_kmeans, restart_pick = balanced": {"last_init": "feature_kmeans",
+                                                            "restart_pick": "balanced"},
+    "last_init = feature_kmeans, restart_pick = balanced, 30 restarts": {"last_init": "feature_kmeans",
+                                                                         "restart_pick": "balanced", "nredo": 30},
     "H = 256 hidden prototypes": {"head_hidden_dim": 256},
     "H = 128 hidden prototypes": {"head_hidden_dim": 128},
 }

@@ -89,6 +89,8 @@ def test_too_few_images_for_the_hidden_prototypes_is_an_error() -> None:
     {"last_init": "feature_kmeans"},
     {"last_init": "feature_kmeans", "hidden_from": "separated"},
     {"unit_prototypes": True},
+    {"last_init": "feature_kmeans", "restart_pick": "balanced"},
+    {"restart_pick": "balanced", "restart_tolerance": 0.05},
 ])
 def test_label_free_variants_keep_property1(variant: dict) -> None:
     """Every head-init variant still reproduces k-means on well separated blobs."""
@@ -121,3 +123,34 @@ def test_group_means_and_normalisations() -> None:
     assert torch.allclose(prototypes(feats, 3, niter=20, nredo=2, seed=0, unit=True).norm(dim=1), torch.ones(3))
     with pytest.raises(ValueError, match="unknown normalisation"):
         normalise_rows(feats, "l1")  # type: ignore[arg-type]
+
+
+def test_balanced_restart_pick() -> None:
+    """`restart_pick = balanced`: of the restarts within the inertia tolerance, the most even cluster sizes.
+    Data: five equal random blobs clustered into 4, so every restart merges some pair; the pick is checked
+    against all the restarts it chose from, for a tight, a middle and a no-limit tolerance."""
+    import numpy as np
+
+    from plugins.cdc.prototypes import kmeans_restarts
+
+    x, _ = _blobs(n_per=50, k=5, dim=8, seed=3)
+    x = x.numpy()
+    k, nredo, seed = 4, 12, 5
+    runs = [kmeans(x, k, niter=20, nredo=1, seed=seed + 7919 * r) for r in range(nredo)]
+
+    def entropy(labels: np.ndarray) -> float:
+        p = np.bincount(labels, minlength=k) / len(labels)
+        p = p[p > 0]
+        return float(-(p * np.log(p)).sum())
+
+    best = min(r.inertia for r in runs)
+    for tol in (0.0, 0.05, 10.0):
+        chosen = kmeans_restarts(torch.as_tensor(x), k, niter=20, nredo=nredo, seed=seed, pick="balanced",
+                                 tolerance=tol)
+        eligible = [r for r in runs if r.inertia <= best * (1 + tol) + 1e-12]
+        assert chosen.inertia <= best * (1 + tol) + 1e-6
+        assert entropy(np.asarray(chosen.labels)) == pytest.approx(max(entropy(np.asarray(r.labels)) for r in eligible))
+    loosest = kmeans_restarts(torch.as_tensor(x), k, niter=20, nredo=nredo, seed=seed, pick="balanced", tolerance=10.0)
+    tight = kmeans_restarts(torch.as_tensor(x), k, niter=20, nredo=nredo, seed=seed, pick="balanced", tolerance=0.0)
+    assert entropy(np.asarray(loosest.labels)) >= entropy(np.asarray(tight.labels))
+    assert tight.inertia == pytest.approx(best)

@@ -38,6 +38,10 @@ class Options(BaseModel):
         "hidden_kmeans", description="final layer: C k-means prototypes of the hidden activations (spec), or "
         "the hidden-space means of the C clusters of a k-means on the row-normalised features (MLP head; the "
         "linear head always takes C k-means prototypes of the features)")
+    restart_pick: Literal["inertia", "balanced"] = Field(
+        "inertia", description="which of the nredo restarts of the C-way k-means is kept: lowest inertia (spec) "
+        "or, among those within restart_tolerance of it, the most even cluster sizes (assumes balanced clusters)")
+    restart_tolerance: float = Field(0.01, ge=0, description="restart_pick = balanced: relative inertia margin")
 
 
 class PrototypeHeadInit(HeadInitPlugin):
@@ -62,11 +66,12 @@ class PrototypeHeadInit(HeadInitPlugin):
         if need > n:
             raise PluginError(f"head_init prototype: {need} prototypes need at least as many images, got {n}")
         km = dict(niter=o.niter, nredo=o.nredo, seed=ctx.seed, unit=o.unit_prototypes)
+        km_c = dict(km, pick=o.restart_pick, tolerance=o.restart_tolerance)  # the C-way k-means only
         sep = dict(steps=o.ortho_steps if o.orthogonalize else 0, scale=o.ortho_scale, lr=o.ortho_lr)
         phases = _Phases(ctx, feats.device)
         with torch.no_grad():
             if hidden is None:
-                w_last = phases.run("kmeans_last", lambda: prototypes(feats, ctx.num_clusters, **km))
+                w_last = phases.run("kmeans_last", lambda: prototypes(feats, ctx.num_clusters, **km_c))
                 w_first = None
             else:
                 w_first = phases.run("kmeans_first", lambda: prototypes(feats, hidden, **km))
@@ -76,10 +81,10 @@ class PrototypeHeadInit(HeadInitPlugin):
                 activ = torch.relu(feats @ w_first.t())
                 if o.last_init == "feature_kmeans":
                     w_last = phases.run("kmeans_last", lambda: group_means(
-                        activ, feats, ctx.num_clusters, normalise=o.hidden_normalise, **km))
+                        activ, feats, ctx.num_clusters, normalise=o.hidden_normalise, **km_c))
                 else:
                     w_last = phases.run("kmeans_last", lambda: prototypes(
-                        activ, ctx.num_clusters, normalise=o.hidden_normalise, **km))
+                        activ, ctx.num_clusters, normalise=o.hidden_normalise, **km_c))
         if w_first is not None:
             _fill(head.first, w_first if o.hidden_from == "separated" else phases.separate("first", w_first, sep))
         _fill(head.last, phases.separate("last", w_last, sep))
