@@ -18,12 +18,18 @@ def _line(event: dict) -> bytes:
     return (json.dumps(event) + "\n").encode()
 
 
-def test_replay_is_incremental_and_survives_a_driver_restart(tmp_path: Path, mlflow_store: str) -> None:
-    client = MlflowClient(mlflow_store)
+def _search(tmp_path: Path, uri: str, trial_id: str) -> tuple[MlflowClient, str, str, Path]:
+    """An experiment with a parent run and an empty trial folder: (client, experiment id, parent id, folder)."""
+    client = MlflowClient(uri)
     exp = client.create_experiment("e")
     parent = client.create_run(exp, run_name="tune-e").info.run_id
-    trial = tmp_path / "trials" / "t1"
+    trial = tmp_path / "trials" / trial_id
     trial.mkdir(parents=True)
+    return client, exp, parent, trial
+
+
+def test_replay_is_incremental_and_survives_a_driver_restart(tmp_path: Path, mlflow_store: str) -> None:
+    client, exp, parent, trial = _search(tmp_path, mlflow_store, "t1")
     (trial / "summary.json").write_text("{}")
     start = {"event": "start", "name": "e-s0", "tags": {"dataset": "digits"}, "params": {"train.lr": "0.001"},
              "plugin_tags": {"plugin.selection": "threshold"}}
@@ -55,11 +61,7 @@ def test_replay_is_incremental_and_survives_a_driver_restart(tmp_path: Path, mlf
 
 
 def test_a_failed_trial_is_closed_with_its_error(tmp_path: Path, mlflow_store: str) -> None:
-    client = MlflowClient(mlflow_store)
-    exp = client.create_experiment("e")
-    parent = client.create_run(exp, run_name="tune-e").info.run_id
-    trial = tmp_path / "trials" / "t2"
-    trial.mkdir(parents=True)
+    client, _, parent, trial = _search(tmp_path, mlflow_store, "t2")
     (trial / JOURNAL).write_bytes(
         _line({"event": "start", "name": "e-s0", "tags": {}, "params": {}, "plugin_tags": {}})
         + _line({"event": "error", "status": "FAILED", "error": "TrainingError: non-finite loss"}))
