@@ -154,3 +154,21 @@ def test_balanced_restart_pick() -> None:
     tight = kmeans_restarts(torch.as_tensor(x), k, niter=20, nredo=nredo, seed=seed, pick="balanced", tolerance=0.0)
     assert entropy(np.asarray(loosest.labels)) >= entropy(np.asarray(tight.labels))
     assert tight.inertia == pytest.approx(best)
+
+
+def test_most_balanced_takes_even_sizes_within_the_tolerance_only() -> None:
+    """Hand-made restarts: a merged partition (lowest inertia, sizes 40/20/20/20/... uneven) and an even one
+    0.5% worse, and an even-er one 5% worse."""
+    import numpy as np
+
+    from plugins.cdc.prototypes import most_balanced
+    from toolkit.ops.kmeans import KMeansResult
+
+    def run(sizes: list[int], inertia: float) -> KMeansResult:
+        labels = np.repeat(np.arange(len(sizes)), sizes)
+        return KMeansResult(np.zeros((4, 2), np.float32), labels, inertia)
+
+    merged, even, perfect = run([40, 30, 20, 10], 100.0), run([30, 25, 25, 20], 100.5), run([25, 25, 25, 25], 105.0)
+    assert most_balanced([merged, even, perfect], 4, 0.0) is merged
+    assert most_balanced([merged, even, perfect], 4, 0.01) is even
+    assert most_balanced([even, merged, perfect], 4, 0.1) is perfect

@@ -54,6 +54,12 @@ def kmeans_restarts(x: torch.Tensor, k: int, *, niter: int, nredo: int, seed: in
     if pick == "inertia":
         return kmeans(x, k, niter=niter, nredo=nredo, seed=seed)
     runs = [kmeans(x, k, niter=niter, nredo=1, seed=seed + 7919 * r) for r in range(nredo)]
+    return most_balanced(runs, k, tolerance)
+
+
+def most_balanced(runs: list[KMeansResult], k: int, tolerance: float) -> KMeansResult:
+    """Of `runs` within `tolerance` (relative) of the lowest inertia, the largest cluster-size entropy
+    (ties: the lower inertia)."""
     best = min(r.inertia for r in runs)
     near = [r for r in runs if r.inertia <= best * (1 + tolerance) + 1e-12]
 
@@ -62,7 +68,7 @@ def kmeans_restarts(x: torch.Tensor, k: int, *, niter: int, nredo: int, seed: in
         p = p[p > 0]
         return float(-(p * np.log(p)).sum())
 
-    return max(near, key=size_entropy)
+    return max(near, key=lambda r: (size_entropy(r), -r.inertia))
 
 
 def prototypes(x: torch.Tensor, k: int, *, niter: int, nredo: int, seed: int,
