@@ -419,9 +419,7 @@ class Search:
             try:
                 ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=False)
             except (ConnectionError, RuntimeError) as exc:
-                raise UserError(f"cannot join the Ray cluster at {self.address} ({_why_unreachable(exc)}); start it "
-                                "with `ray start --head`, fix --address / RAY_ADDRESS, or leave both unset to run on "
-                                "a local Ray instance") from None
+                raise _cluster_error(self.address, _why_unreachable(exc)) from None
         else:
             ray.init(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
         self._started_ray = True
@@ -590,9 +588,12 @@ def _probe_address(address: str, timeout: float = 5.0) -> None:
         with socket.create_connection((host, int(port)), timeout=timeout):
             return
     except OSError as exc:
-        raise UserError(f"cannot join the Ray cluster at {address} (nothing answers: {exc.strerror or exc}); start it "
-                        "with `ray start --head`, fix --address / RAY_ADDRESS, or leave both unset to run on a local "
-                        "Ray instance") from None
+        raise _cluster_error(address, f"nothing answers: {exc.strerror or exc}") from None
+
+
+def _cluster_error(address: str, why: str) -> UserError:
+    return UserError(f"cannot join the Ray cluster at {address} ({why}); start it with `ray start --head`, fix "
+                     "--address / RAY_ADDRESS, or leave both unset to run on a local Ray instance")
 
 
 def _why_unreachable(exc: BaseException) -> str:
