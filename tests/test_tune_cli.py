@@ -22,7 +22,8 @@ CASES = [  # through the CLI (a few: each costs a process start)
 IN_PROCESS = [
     ('tune.space.selection.threshold={type="uniform", low=0.5, high=1.5}', r"\[tune.space\] selection.threshold: .*1.5"),
     ('tune.space.train.lr={type="loguniform", low=0, high=1}', r"\[tune.space\] train.lr: .*low > 0"),
-    ("tune.resources.gpus=2", r"\[tune.resources\] gpus: .*data-parallel"),
+    ("tune.resources.gpus=2.5", r"\[tune.resources\] gpus: .*whole number"),
+    ("tune.resources={workers=2, gpus=2}", r"\[tune.resources\] gpus: .*per worker"),
     ("tune.resources={workers=2, gpus=0.5}", r"\[tune.resources\] gpus: .*whole GPU"),
     ('tune.scheduler="hyperband"', r"\[tune\] scheduler: .*'asha' or 'fifo'"),
     ('tune.metric="my_score"', r"\[tune\] metric: .*mode"),
@@ -61,6 +62,17 @@ def test_recipe_without_tune_section(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=tmp_path,
                           env=toolkit_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"), timeout=300)
     assert proc.returncode == 2 and "[tune]" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("resources, expected", [
+    ("{gpus=4}", (4, 1.0)), ("{gpus=1}", (1, 1.0)), ("{gpus=0.5}", (1, 0.5)), ("{workers=3, gpus=1}", (3, 1.0)),
+])
+def test_several_gpus_per_trial_mean_data_parallel_workers(resources: str, expected: tuple[int, float]) -> None:
+    """`gpus = N` asks for an N-GPU trial: N data-parallel workers with one GPU each."""
+    from toolkit.recipe import load_recipe
+
+    res = load_recipe(BASELINE, [f"tune.resources={resources}"], check_tune=True).model.tune.resources
+    assert (res.workers, res.gpus) == expected
 
 
 def test_baseline_recipe_has_a_search() -> None:

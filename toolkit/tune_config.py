@@ -81,18 +81,32 @@ class Distribution(_Strict):
 
 class Resources(_Strict):
     """Per worker of a trial. `workers > 1` makes every trial a data-parallel run (Ray Train, one process per
-    worker, each with `cpus` and `gpus`); a GPU fraction lets single-worker trials share one GPU."""
+    worker, each with `cpus` and `gpus`); a GPU fraction lets single-worker trials share one GPU.
+
+    `gpus = N` (a whole N > 1, workers left at 1) is short for `workers = N, gpus = 1`: a trial that asks for
+    several GPUs runs data-parallel over them, one process per GPU."""
 
     cpus: float = Field(1.0, gt=0)
     gpus: float = Field(0.0, ge=0)
     workers: int = Field(1, ge=1, description="data-parallel processes per trial (1: an ordinary run)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _gpus_as_workers(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        gpus, workers = data.get("gpus"), data.get("workers", 1)
+        many = isinstance(gpus, (int, float)) and not isinstance(gpus, bool) and gpus > 1
+        if many and gpus == int(gpus) and workers == 1:
+            return {**data, "workers": int(gpus), "gpus": 1.0}
+        return data
+
     @field_validator("gpus")
     @classmethod
     def _single_gpu(cls, value: float) -> float:
         if value > 1:
-            raise ValueError("gpus counts per worker: for data-parallel trials over several GPUs set workers = N "
-                             "and gpus = 1 (a fraction shares one GPU between trials)")
+            raise ValueError("gpus counts per worker once workers is set, and a trial over several GPUs needs a "
+                             "whole number of them: write gpus = N alone, or workers = N with gpus = 1")
         return value
 
     @model_validator(mode="after")
