@@ -1,6 +1,6 @@
 """`toolkit tune` on a real local Ray instance (started once for the module) with digits and tiny trials.
 
-Covers: a 4-trial search (MLflow parent + 4 children with metrics, best.toml valid), a failing trial
+Covers: a 4-trial search (MLflow parent + 4 children with metrics, best.toml runs), a failing trial
 that leaves the others finished, and resume after an interrupted (SIGINT) search without re-running
 finished trials.
 """
@@ -67,16 +67,19 @@ def test_search_of_four_trials(tmp_path: Path, mlflow_store: str) -> None:
     finished = [k for k in kids if k.info.status == "FINISHED"]
     assert finished and all("summary.json" in {a.path for a in client.list_artifacts(k.info.run_id)} for k in finished)
 
-    # best.toml is a complete recipe, without [tune], with the best values; `toolkit recipes validate` accepts it.
+    # best.toml is a complete recipe, without [tune], with the best values, and `toolkit run` runs it again.
     best = out / BEST_RECIPE
     text = best.read_text()
     assert "[tune" not in text and "[pretrain]" in text
-    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "recipes", "validate", str(best)], capture_output=True,
-                          text=True, env=toolkit_env(), timeout=120)
-    assert proc.returncode == 0, proc.stderr
     from toolkit.recipe import load_recipe
 
     assert load_recipe(best).model.train.lr == pytest.approx(result.best["config"]["train.lr"])
+    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "run", str(best), "-o", str(tmp_path / "rerun"),
+                           "--device", "cpu"], capture_output=True, text=True, timeout=300,
+                          env=toolkit_env(MLFLOW_TRACKING_URI=mlflow_store))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rerun = json.loads((tmp_path / "rerun" / "summary.json").read_text())
+    assert rerun["acc"] == pytest.approx(result.best["metric"], abs=0.03)  # same recipe and seed, same result
 
 
 @pytest.mark.parametrize("tracking", ["auto", "trial"])
