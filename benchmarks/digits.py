@@ -70,6 +70,10 @@ def deep_rows(recipes: list[Path], overrides: list[str]) -> list[dict]:
             summary = Engine(recipe, Path(out) / "run", device="cpu", observers=[MlflowTracker(), epoch0]).run()
         if "clu_acc" in summary:  # two heads (CDC): epoch 0 (head init), final prediction, clustering head
             metric = ("acc", "nmi", "ari", "ece")
+            from cdc_ablation import kmeans_rows  # k-means on the features the head-init saw, to compare with epoch 0
+
+            rows += [{"method": f"{path.stem}: {r['name']}", **{k: r.get(k) for k in metric}, "seconds": float("nan")}
+                     for r in kmeans_rows(path, overrides)]
             rows.append({"method": f"{path.stem} after head-init (epoch 0)", **{k: epoch0.metrics.get(k) for k in metric},
                          "seconds": float("nan")})
             rows.append({"method": f"{path.stem} final prediction (toolkit run)", **{k: summary.get(k) for k in metric},
