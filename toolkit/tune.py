@@ -497,23 +497,25 @@ class Search:
     # ------------------------------------------------------------------------------------- finish
     def _rows(self, grid: Any, literal: list[str], state: dict[str, Any]) -> list[dict[str, Any]]:
         rows = []
-        # Ray's ResultGrid holds no trial status; its experiment analysis lists the trials in the same order.
+        # Ray's ResultGrid holds no trial status; its experiment analysis has the trials, matched here by id
+        # (the trial folder's name, see trial_dirname) rather than by position.
         trials = list(getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or [])
-        for i, result in enumerate(grid):
+        ray_status_of = {str(t.trial_id): t.status for t in trials}
+        for result in grid:
             metrics = result.metrics or {}
             config = dict(result.config or {})
             error = result.error
             epochs = int(config.get("train.epochs", state["recipe"]["train"]["epochs"]))
-            ray_status = trials[i].status if i < len(trials) else ("TERMINATED" if metrics.get("done") else "")
+            trial_id = Path(result.path).name
+            ray_status = ray_status_of.get(trial_id, "TERMINATED" if metrics.get("done") else "")
             if error is not None or ray_status == "ERROR":
                 status = "failed"
-            elif ray_status != "TERMINATED":
+            elif ray_status != "TERMINATED" or metrics.get("epoch") is None:  # a finished trial reported its epochs
                 status = "unfinished"
-            elif metrics.get("epoch") is not None and int(metrics["epoch"]) < epochs:
+            elif int(metrics["epoch"]) < epochs:
                 status = "stopped"
             else:
                 status = "finished"
-            trial_id = Path(result.path).name
             rows.append({"trial_id": trial_id, "status": status, "config": config,
                          "metric": metrics.get(state["metric"]), "epoch": metrics.get("epoch"),
                          "mlflow_run_id": metrics.get("mlflow_run_id") or self._children_of_search.run_id(trial_id),
