@@ -76,18 +76,19 @@ def run(
     """Run one experiment end to end and log it to MLflow."""
 
     def go() -> None:
-        from toolkit.engine import Engine
-        from toolkit.progress import RichProgress
         from toolkit.recipe import load_recipe
-        from toolkit.summary import summary_table
-        from toolkit.tracking import MlflowTracker, tracking_uri
         from toolkit.tracking_fallback import fallback_mode, resolve_store
 
         if resume and output_dir is None:
             raise UserError("--resume needs --output-dir: the folder of the run to continue")
         fallback = fallback_mode(tracking_fallback)
         _quiet_libraries()
-        rec = load_recipe(recipe, set_)
+        rec = load_recipe(recipe, set_)  # before importing the engine and MLflow, so a bad recipe fails fast
+        from toolkit.engine import Engine
+        from toolkit.progress import RichProgress
+        from toolkit.summary import summary_table
+        from toolkit.tracking import MlflowTracker, tracking_uri
+
         target = output_dir or Path("runs") / f"{rec.experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         if seeds is not None:
             from toolkit.multiseed import SEEDS_SUMMARY, parse_seeds, run_seeds, seeds_table

@@ -9,7 +9,6 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torchvision import models
 
 from toolkit.nn.config import BackboneConfig
 from toolkit.nn.timm_backbone import build_timm, is_timm_name
@@ -78,9 +77,14 @@ class Projected(nn.Module):
         return self.proj(self.body(x))
 
 
-def _cifar_resnet(factory: Callable[..., models.ResNet], in_channels: int) -> nn.Module:
-    """torchvision ResNet with the CIFAR stem (3x3 stride-1 conv, no max-pool) and no classifier."""
-    net = factory(weights=None)
+def _cifar_resnet(depth: int, in_channels: int) -> nn.Module:
+    """torchvision ResNet with the CIFAR stem (3x3 stride-1 conv, no max-pool) and no classifier.
+
+    torchvision is imported here, not at module level: importing it costs about a second (it loads
+    torch._dynamo), which every MLP / small-CNN run and every CLI call would otherwise pay."""
+    from torchvision import models
+
+    net = {18: models.resnet18, 34: models.resnet34}[depth](weights=None)
     net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
     nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision does
     net.maxpool = nn.Identity()
@@ -98,11 +102,11 @@ def _build_small_cnn(cfg: BackboneConfig, in_channels: int, image_size: tuple[in
 
 
 def _build_resnet18(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
-    return _cifar_resnet(models.resnet18, in_channels)
+    return _cifar_resnet(18, in_channels)
 
 
 def _build_resnet34(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
-    return _cifar_resnet(models.resnet34, in_channels)
+    return _cifar_resnet(34, in_channels)
 
 
 BACKBONES: dict[str, BackboneBuilder] = {
