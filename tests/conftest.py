@@ -9,6 +9,12 @@ from typing import Iterator
 
 import pytest
 
+# Under pytest-xdist each worker (and every process it starts) uses one OpenMP thread: two workers with two
+# threads each would oversubscribe the two cores the suite is budgeted for. Set before anything imports torch.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "recipes"
 

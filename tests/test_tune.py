@@ -29,7 +29,7 @@ BASELINE = RECIPES / "baseline_digits.toml"
 TINY = ["pretrain.epochs=2", "pretrain.batch_size=256", "head_init.epochs=1", "head_init.nredo=1", "train.epochs=2",
         "model.hidden_dims=[32]", "tune.resources.cpus=1", "tune.grace_period=1"]
 
-pytestmark = pytest.mark.usefixtures("ray_local")
+pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.xdist_group("ray")]  # one Ray instance, one worker
 
 
 def children(client: MlflowClient, parent: str) -> list:

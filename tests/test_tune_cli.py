@@ -11,6 +11,8 @@ import pytest
 
 from conftest import RECIPES, toolkit_env
 
+pytestmark = pytest.mark.xdist_group("ray")  # starts Ray clusters: kept on the worker that runs the other Ray tests
+
 BASELINE = RECIPES / "baseline_digits.toml"
 
 CASES = [  # through the CLI (a few: each costs a process start)

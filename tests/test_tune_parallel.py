@@ -24,7 +24,7 @@ TINY = ['data.dataset="synthetic"', "data.num_samples=240", "data.num_classes=3"
         'tune.scheduler="fifo"', 'tune.search_alg="random"', "tune.resources.workers=2", "tune.resources.cpus=1",
         'tune.space={"selection.threshold" = {type="uniform", low=0.1, high=0.5}}']
 
-pytestmark = pytest.mark.usefixtures("ray_local")
+pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.xdist_group("ray")]  # one Ray instance, one worker
 
 
 def test_data_parallel_trial(tmp_path: Path, mlflow_store: str) -> None:
