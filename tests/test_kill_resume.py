@@ -242,3 +242,25 @@ def test_resumed_summary_keeps_published_label_accuracies(tmp_path: Path, mlflow
     published = [k for k in full if k.endswith("_label_acc")]
     assert "head_init_prototype_label_acc" in published
     assert {k: resumed.get(k) for k in published} == {k: full[k] for k in published}
+
+
+def test_resume_after_epoch_0_logs_each_step_once(tmp_path: Path, mlflow_store: str) -> None:
+    """Epoch 0 (the head right after head-init) has no checkpoint, so a run stopped after logging it repeats
+    it when resumed; its MLflow run must still hold every step once."""
+    from toolkit.engine import Engine
+    from toolkit.events import Observer
+    from toolkit.recipe import load_recipe
+    from toolkit.tracking import MlflowTracker
+
+    class StopAfterEpoch0(Observer):
+        def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict, state: object) -> None:
+            if stage == "self_label" and epoch == 0:
+                raise KeyboardInterrupt
+
+    settings = [s for s in SETTINGS if not s.startswith("train.epochs")] + ["train.epochs=2"]
+    recipe, out = RECIPES / "baseline_digits.toml", tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        Engine(load_recipe(recipe, settings), out, device="cpu", observers=[MlflowTracker(), StopAfterEpoch0()]).run()
+    Engine(load_recipe(recipe, settings), out, device="cpu", observers=[MlflowTracker()], resume=True).run()
+    assert logged_epochs(mlflow_store, out, "acc") == [0, 1, 2]
+    assert logged_epochs(mlflow_store, out, "head_init_loss") == [1]  # head-init epochs count from 1

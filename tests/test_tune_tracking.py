@@ -68,3 +68,20 @@ def test_a_failed_trial_is_closed_with_its_error(tmp_path: Path, mlflow_store: s
     run_id = ChildRuns(mlflow_store, None, "e", parent, tmp_path / "trials").sync("t2")
     run = client.get_run(run_id)
     assert run.info.status == "FAILED" and run.data.tags["error"] == "TrainingError: non-finite loss"
+
+
+def test_epochs_a_resumed_trial_repeats_are_logged_once(tmp_path: Path, mlflow_store: str) -> None:
+    """A trial cut after epoch 0 (which has no checkpoint) repeats it when resumed: the journal then holds
+    epoch 0 twice, and the child run must still have one step 0. Another metric at a logged step still goes in."""
+    client, _, parent, trial = _search(tmp_path, mlflow_store, "t3")
+    start = _line({"event": "start", "name": "e-s0", "tags": {}, "params": {}, "plugin_tags": {}})
+    epoch0 = {"event": "epoch", "stage": "self_label", "epoch": 0, "metrics": {"acc": 0.5}, "time_ms": 1}
+    (trial / JOURNAL).write_bytes(start + _line(epoch0))
+    children = ChildRuns(mlflow_store, None, "e", parent, tmp_path / "trials")
+    run_id = children.sync("t3")
+    with open(trial / JOURNAL, "ab") as fh:  # the resumed trial: start again, epoch 0 again, then on
+        fh.write(start + _line({**epoch0, "time_ms": 2}) + _line({**epoch0, "metrics": {"reliable_count": 7.0}})
+                 + _line({**epoch0, "epoch": 1, "metrics": {"acc": 0.75}}))
+    assert children.sync("t3") == run_id
+    assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "acc")) == [(0, 0.5), (1, 0.75)]
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "reliable_count")] == [(0, 7.0)]

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from toolkit.errors import UserError
 from toolkit.events import Observer
@@ -89,6 +90,7 @@ class MlflowTracker(Observer):
         self.fallback, self.notify = fallback, notify  # see toolkit/tracking_fallback.py
         self.client: Any = None  # connected at run start, after the recipe and data were accepted
         self.run_id: str | None = None
+        self.logged: LoggedSteps | None = None
 
     def _connect(self, output_dir: Path, resuming: bool) -> None:
         import logging
@@ -123,6 +125,7 @@ class MlflowTracker(Observer):
                 tags["mlflow.parentRunId"] = self.parent_run_id
             self.run_id = create_run(self.client, exp_id, run_name(run), tags, recipe.flat_params())
         log_tags(self.client, self.run_id, plugin_tags(run))
+        self.logged = LoggedSteps(Path(run.output_dir) / LOGGED_STEPS, fresh=not run.resume_run_id)
         run.mlflow_run_id = self.run_id
         self._run_tags = run.tags
 
@@ -142,7 +145,7 @@ class MlflowTracker(Observer):
     def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict[str, float], state: Any) -> None:
         if self.run_id is None:
             return
-        log_epoch(self.client, self.run_id, stage, epoch, finite(metrics), int(time.time() * 1000))
+        log_epoch(self.client, self.run_id, stage, epoch, finite(metrics), int(time.time() * 1000), self.logged)
 
     def on_artifact(self, *, path: Any, artifact_path: str) -> None:
         """A file a plugin wrote during the run (e.g. generated samples each round)."""
@@ -222,14 +225,54 @@ def log_tags(client: Any, run_id: str, tags: dict[str, str]) -> None:
         client.log_batch(run_id, tags=items[i:i + _TAG_CHUNK])
 
 
-def log_epoch(client: Any, run_id: str, stage: str, epoch: int, metrics: dict[str, float], when_ms: int) -> None:
-    """Metrics of plugin stages get the stage as prefix (pretrain_loss, ...); step = epoch."""
+class LoggedSteps:
+    """The highest step logged per metric of one MLflow run, kept in a JSON file in the run's folder.
+
+    A resumed run repeats the epochs after its last checkpoint or stage resume point (for example epoch 0,
+    the head right after head-init, which has no checkpoint of its own) and emits them again; with these
+    marks each (metric, step) reaches MLflow once. Marks are per metric, not per stage, because a stage may
+    report different metrics for the same epoch (SPICE's selection logs into self_label epochs).
+    """
+
+    def __init__(self, path: Path, fresh: bool) -> None:
+        self.path = path
+        self.marks: dict[str, int] = {}
+        if fresh:
+            path.unlink(missing_ok=True)
+        elif path.is_file():
+            self.marks = {k: int(v) for k, v in json.loads(path.read_text()).items()}
+
+    def new(self, step: int, metrics: dict[str, float]) -> dict[str, float]:
+        """The metrics not yet logged at `step`."""
+        return {k: v for k, v in metrics.items() if step > self.marks.get(k, -1)}
+
+    def advance(self, step: int, keys: Iterable[str]) -> None:
+        self.marks.update({k: step for k in keys})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.marks))
+        os.replace(tmp, self.path)
+
+
+#: Where a run folder keeps its LoggedSteps.
+LOGGED_STEPS = "mlflow_steps.json"
+
+
+def log_epoch(client: Any, run_id: str, stage: str, epoch: int, metrics: dict[str, float], when_ms: int,
+              logged: LoggedSteps | None = None) -> None:
+    """Metrics of plugin stages get the stage as prefix (pretrain_loss, ...); step = epoch. With `logged`,
+    metrics already logged at this step (a resumed run repeating an epoch) are skipped."""
     from mlflow.entities import Metric
 
     prefix = "" if stage == "self_label" else f"{stage}_"
-    items = [Metric(f"{prefix}{k}", v, when_ms, epoch) for k, v in metrics.items()]
+    named = {f"{prefix}{k}": v for k, v in metrics.items()}
+    if logged is not None:
+        named = logged.new(epoch, named)
+    items = [Metric(k, v, when_ms, epoch) for k, v in named.items()]
     for i in range(0, len(items), _METRIC_CHUNK):
         client.log_batch(run_id, metrics=items[i:i + _METRIC_CHUNK])
+    if logged is not None and named:
+        logged.advance(epoch, named)
 
 
 def finish_run(client: Any, run_id: str, run_tags: dict[str, str], out: Path) -> None:

@@ -128,9 +128,11 @@ class ChildRuns:
         return state.get("run_id")
 
     def _apply(self, trial_id: str, state: dict[str, Any], event: dict[str, Any]) -> None:
-        from toolkit.tracking import create_run, experiment_id, fail_run, finish_run, log_epoch, log_tags
+        from toolkit.tracking import (LOGGED_STEPS, LoggedSteps, create_run, experiment_id, fail_run, finish_run,
+                                      log_epoch, log_tags)
 
         kind, run_id = event["event"], state.get("run_id")
+        logged = LoggedSteps(self.trials_dir / trial_id / LOGGED_STEPS, fresh=kind == "start" and run_id is None)
         if kind == "start":
             if run_id is None:
                 if self._exp_id is None:
@@ -146,7 +148,7 @@ class ChildRuns:
         elif run_id is None:
             return  # nothing can be logged before the run exists (a journal cut before its start line)
         elif kind == "epoch":
-            log_epoch(self.client, run_id, event["stage"], int(event["epoch"]), event["metrics"], event["time_ms"])
+            log_epoch(self.client, run_id, event["stage"], int(event["epoch"]), event["metrics"], event["time_ms"], logged)
         elif kind == "artifact":
             if Path(event["path"]).is_file():
                 self.client.log_artifact(run_id, event["path"], artifact_path=event["artifact_path"] or None)
