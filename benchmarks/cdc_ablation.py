@@ -155,6 +155,9 @@ def print_seeds(per_seed: dict[int, list[dict]], title: str) -> None:
         spread = f"{np.mean(accs):.3f} ± {np.std(accs, ddof=1) if len(accs) > 1 else 0:.3f}" if accs else "-"
         table.add_row(row["type"], row["name"], *(fmt(c.get("acc")) for c in cells), spread, mean_of(cells, "ece"),
                       mean_of(cells, "clu_ece"))
+        if row.get("seconds") is not None and any(c.get("ece") is not None for c in cells):  # a final row
+            table.add_row("", "  ECE / clu ECE", *(f"{fmt(c.get('ece'))}/{fmt(c.get('clu_ece'))}" for c in cells),
+                          "", "", "")
     Console().print(table)
 
 

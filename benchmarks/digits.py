@@ -115,6 +115,8 @@ def seeded_rows(recipes: list[Path], overrides: list[str], seeds: list[int]) -> 
         m = res.metrics
         spread = " | ".join(f"{k.upper()} {m[k]['mean']:.3f} ± {m[k]['std'] or 0:.3f}" for k in ("acc", "nmi", "ari"))
         per_seed = ", ".join(f"{v:.3f}" for v in m["acc"]["values"].values())
+        if "ece" in m:
+            per_seed += "; ECE per seed: " + ", ".join(f"{v:.3f}" for v in m["ece"]["values"].values())
         rows.append({"method": f"{path.stem}, mean of {len(seeds)} seeds", **{k: m[k]["mean"] if k in m else None
                      for k in ("acc", "nmi", "ari", "ece")}, "seconds": m["seconds"]["mean"] * len(seeds),
                      "note": f"{path.stem} over seeds {','.join(map(str, seeds))}: {spread} (ACC per seed: {per_seed})"})

@@ -32,6 +32,7 @@ CASES = [
     (["--set", "train.epochz=3"], ("[train] epochz", "unknown key", "valid keys")),
     (["--set", "train.epochs=\"ten\""], ("[train] epochs", "integer")),
     (["--set", "train.lr=-0.5"], ("[train] lr", "greater than 0")),
+    (["--set", "pretrain.augment.degres=3"], ("[pretrain.augment] degres", "unknown key")),
     (["--set", "head_init.view=sideways"], ("[head_init] view", "'raw', 'weak' or 'strong'")),
     (["--set", "data.dataset=cifar10", "--set", "data.root=/nonexistent/data"],
      ("cifar10", "/nonexistent/data", "download")),

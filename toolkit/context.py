@@ -19,7 +19,7 @@ from toolkit.checkpoint import load_safe, save_atomic
 from toolkit.data.base import ImageShape
 
 if TYPE_CHECKING:
-    from toolkit.data.views import BatchView
+    from toolkit.data.views import AugmentConfig, BatchView
     from toolkit.events import EventBus
 
 
@@ -52,6 +52,13 @@ class Views:
 
     def get(self, name: str) -> "BatchView":
         return getattr(self, name)
+
+    def custom(self, cfg: "AugmentConfig") -> "BatchView":
+        """A plugin's own augmentation, normalised like the other views (e.g. a pretext's pair view that
+        should be stronger than the self-labeling stage's strong view)."""
+        from toolkit.data.views import BatchView
+
+        return BatchView(cfg, self.raw.mean.tolist(), self.raw.std.tolist())
 
 
 @dataclass

@@ -18,6 +18,7 @@ from torch import nn
 
 from plugins.mocov2.loss import KeyQueue, moco_infonce
 from toolkit.context import RunContext
+from toolkit.data.views import AugmentConfig
 from toolkit.device import autocast
 from toolkit.errors import TrainingError
 from toolkit.hooks import PretrainPlugin, PretrainResult
@@ -43,6 +44,9 @@ class Options(BaseModel):
     projector_bn: bool = Field(True, description="BN in the projector (paper yes, released config no)")
     symmetric: bool = Field(True, description="MoCo V2+: both views act as query and key")
     view: Literal["weak", "strong"] = Field("strong", description="which [views.*] augmentation makes the pairs")
+    augment: AugmentConfig | None = Field(None, description="[pretrain.augment]: the pairs' own augmentation, "
+                                          "instead of the `view` one (a pretext may want stronger pairs than "
+                                          "the self-labeling stage's strong view)")
 
 
 def projector(in_dim: int, hidden: int, out: int, bn: bool) -> nn.Module:
@@ -85,7 +89,7 @@ class MoCoV2Pretrain(PretrainPlugin):
             opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
         else:
             opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-        view = ctx.views.get(o.view)
+        view = ctx.views.custom(o.augment) if o.augment is not None else ctx.views.get(o.view)
         steps_per_epoch = max(len(ctx.data) // o.batch_size, 1)
         total = steps_per_epoch * o.epochs
         step, last = 0, float("nan")

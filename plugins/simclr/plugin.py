@@ -10,6 +10,7 @@ from torch import nn
 
 from plugins.simclr.loss import nt_xent
 from toolkit.context import RunContext
+from toolkit.data.views import AugmentConfig
 from toolkit.device import autocast
 from toolkit.errors import TrainingError
 from toolkit.hooks import PretrainPlugin, PretrainResult
@@ -29,6 +30,9 @@ class Options(BaseModel):
     projection_dim: int = Field(128, ge=2)
     projection_hidden: int = Field(512, ge=2)
     view: Literal["weak", "strong"] = Field("strong", description="which [views.*] augmentation makes the pairs")
+    augment: AugmentConfig | None = Field(None, description="[pretrain.augment]: the pairs' own augmentation, "
+                                          "instead of the `view` one (a pretext may want stronger pairs than "
+                                          "the self-labeling stage's strong view)")
     cosine_schedule: bool = Field(True, description="cosine learning-rate decay over the epochs")
 
 
@@ -51,7 +55,7 @@ class SimCLRPretrain(PretrainPlugin):
         else:
             opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(o.epochs, 1)) if o.cosine_schedule else None
-        view = ctx.views.get(o.view)
+        view = ctx.views.custom(o.augment) if o.augment is not None else ctx.views.get(o.view)
         backbone.train()
         proj.train()
         last = float("nan")
