@@ -81,3 +81,19 @@ def test_plugins_list_json_and_table() -> None:
     for slot in SLOTS:
         assert slot in table.stdout
     assert "kmeans_pseudo_label" in table.stdout
+
+
+def test_plugins_show_keeps_brackets_and_names_types_plainly() -> None:
+    from rich.console import Console
+
+    from toolkit.plugins import describe, type_name
+
+    console = Console(record=True, width=240)
+    for block in describe("simclr"):
+        console.print(block)
+    text = console.export_text()
+    # option descriptions cite recipe tables; rich must print them, not read them as markup
+    assert "which [views.*] augmentation makes the pairs" in text
+    assert "[pretrain.augment]: the pairs' own augmentation" in text
+    assert "AugmentConfig | None" in text and "Literal['adam', 'sgd']" in text
+    assert type_name(int) == "int" and type_name(list[int]) == "list[int]"

@@ -6,6 +6,8 @@ First-party and third-party plugins come through the same door: the entry-point 
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points
@@ -143,8 +145,16 @@ def status_of_all(slot: str | None = None) -> list[PluginStatus]:
     return rows
 
 
+def type_name(annotation: object) -> str:
+    """An option's type as a recipe author reads it: `int`, `Literal['adam', 'sgd']`, `AugmentConfig | None`."""
+    if isinstance(annotation, type):
+        return annotation.__name__
+    return re.sub(r"(?:[A-Za-z_]\w*\.)+([A-Za-z_]\w*)", r"\1", str(annotation))
+
+
 def describe(name: str, slot: str | None = None) -> list[object]:
     """Rich renderables describing plugin `name` (in every slot that has it, or only `slot`)."""
+    from rich.markup import escape
     from rich.panel import Panel
     from rich.table import Table
 
@@ -156,16 +166,17 @@ def describe(name: str, slot: str | None = None) -> list[object]:
     for info in infos:
         cls = info.load()
         doc = (cls.__doc__ or "").strip() or "(no docstring)"
-        head = (f"[bold]{info.name}[/]  slot [cyan]{info.slot}[/]  ({info.target})\n"
-                f"distribution {info.distribution} {info.version}, toolkit API {cls.api_version or 'any'}\n\n{doc}")
+        head = (f"[bold]{info.name}[/]  slot [cyan]{info.slot}[/]  ({escape(info.target)})\n"
+                f"distribution {escape(info.distribution)} {escape(str(info.version))}, "
+                f"toolkit API {escape(str(cls.api_version or 'any'))}\n\n{escape(doc)}")
         blocks.append(Panel(head, expand=False))
         table = Table(title=f"options of {info.slot}.{info.name}")
         for col in ("option", "type", "default", "description"):
             table.add_column(col)
         for field_name, field in cls.Options.model_fields.items():
             default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
-            kind = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
-            table.add_row(field_name, kind, default, field.description or "")
+            table.add_row(field_name, escape(type_name(field.annotation)), escape(default),
+                          escape(field.description or ""))
         if not cls.Options.model_fields:
             table.add_row("(none)", "", "", "")
         blocks.append(table)
