@@ -7,7 +7,6 @@ First-party and third-party plugins come through the same door: the entry-point 
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.metadata import EntryPoint, entry_points

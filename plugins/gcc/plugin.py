@@ -20,7 +20,7 @@ from plugins.gcc.options import Options
 from plugins.gcc.pool import Pool, pool_counts
 from plugins.gcc.schedule import make_betas
 from toolkit.context import Batch, EpochState, RunContext
-from toolkit.data.views import AugmentConfig, BatchView
+from toolkit.data.views import AugmentConfig
 from toolkit.device import autocast
 from toolkit.hooks import GenerationPlugin
 
@@ -45,9 +45,7 @@ class ConditionalDDPMGeneration(GenerationPlugin):
             ddpm = ConditionalDDPM(o.preset, data.image_size[0], data.channels, ctx.num_clusters, betas,
                                    o.dropout, o.ema_decay).to(ctx.device)
         self.trainer = GeneratorTrainer(ddpm, o.lr, o.grad_clip, o.warmup_steps)
-        raw = ctx.views.raw
-        self.generated_view = BatchView(AugmentConfig(hflip=0.5 if o.generated_hflip else 0.0),
-                                        raw.mean.tolist(), raw.std.tolist())
+        self.generated_view = ctx.views.custom(AugmentConfig(hflip=0.5 if o.generated_hflip else 0.0))
         self.pool: Pool | None = None
         self.rounds_done = 0
         self.previous_labels: torch.Tensor | None = None
