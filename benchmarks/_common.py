@@ -15,15 +15,15 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
-from toolkit.accel import Speed
-from toolkit.context import PluginEvents, RunContext, UnlabeledImages, Views
+from toolkit.run.speed import Speed
+from toolkit.api.context import PluginEvents, RunContext, UnlabeledImages, Views
 from toolkit.data.synthetic import make_synthetic
 from toolkit.data.views import AugmentConfig, BatchView, channel_stats
-from toolkit.events import EventBus
+from toolkit.run.events import EventBus
 from toolkit.nn.backbones import build_backbone
 from toolkit.nn.config import BackboneConfig
 from toolkit.nn.heads import ClusterHead
-from toolkit.recipe import read_toml
+from toolkit.recipe.loading import read_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 CDC_RECIPE = ROOT / "recipes" / "cdc_cifar10.toml"

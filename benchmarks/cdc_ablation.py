@@ -21,16 +21,16 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from toolkit import cache
+from toolkit.run import backbone_cache as cache
 from toolkit.data.registry import load_data
 from toolkit.data.views import BatchView, channel_stats
-from toolkit.engine import Engine
-from toolkit.events import Observer
+from toolkit.run.engine import Engine
+from toolkit.run.events import Observer
 from toolkit.metrics import ari, cluster_acc, nmi
-from toolkit.multiseed import parse_seeds
+from toolkit.run.seeds import parse_seeds
 from toolkit.nn.backbones import build_backbone
 from toolkit.ops.kmeans import kmeans
-from toolkit.recipe import load_recipe
+from toolkit.recipe.loading import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,7 +81,7 @@ def kmeans_rows(recipe_path: Path, overrides: list[str]) -> list[dict]:
     from plugins.cdc.prototypes import kmeans_restarts, row_normalise
 
     recipe = load_recipe(recipe_path, overrides)
-    cfg = recipe.model
+    cfg = recipe.config
     train = load_data(cfg.data, cfg.experiment.protocol, cfg.experiment.seed).train
     cached = cache.load_cached(cache.backbone_key(recipe.resolved(), train.fingerprint()))
     if cached is None:

@@ -22,14 +22,14 @@ from rich.table import Table
 
 from plugins.cdc.head_init import PrototypeHeadInit
 from plugins.cdc.prototypes import row_normalise
-from toolkit import cache
+from toolkit.run import backbone_cache as cache
 from toolkit.data.registry import load_data
 from toolkit.data.views import BatchView, channel_stats
 from toolkit.metrics import cluster_acc
 from toolkit.nn.backbones import build_backbone
 from toolkit.nn.heads import ClusterHead
 from toolkit.ops.kmeans import kmeans
-from toolkit.recipe import load_recipe
+from toolkit.recipe.loading import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ VARIANTS: dict[str, dict] = {
 @torch.no_grad()
 def features(recipe_path: Path, overrides: list[str], seed: int) -> tuple[torch.Tensor, object, dict, int]:
     recipe = load_recipe(recipe_path, [*overrides, f"experiment.seed={seed}"])
-    cfg = recipe.model
+    cfg = recipe.config
     train = load_data(cfg.data, cfg.experiment.protocol, cfg.experiment.seed).train
     cached = cache.load_cached(cache.backbone_key(recipe.resolved(), train.fingerprint()))
     if cached is None:

@@ -28,11 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def load_run(folder: Path, device: torch.device):  # noqa: ANN201 - (ddpm, classify, options)
     from plugins.gcc.ddpm import ConditionalDDPM
     from plugins.gcc.schedule import make_betas
-    from toolkit.checkpoint import load_safe
+    from toolkit.files import load_safe
     from toolkit.data.views import BatchView
     from toolkit.nn.backbones import build_backbone
     from toolkit.nn.heads import ClusterHead
-    from toolkit.recipe import load_recipe
+    from toolkit.recipe.loading import load_recipe
 
     recipe = load_recipe(folder / "recipe.toml")
     ckpt = load_safe(folder / "checkpoints" / "final.pt")
@@ -44,9 +44,9 @@ def load_run(folder: Path, device: torch.device):  # noqa: ANN201 - (ddpm, class
     ddpm = ConditionalDDPM(o.preset, meta["image_size"][0], meta["channels"], meta["num_clusters"],
                            make_betas(o.beta_schedule, o.timesteps, o.beta_start, o.beta_end, o.scale_betas), o.dropout, o.ema_decay)
     ddpm.load_state_dict(state["generator"]["ddpm"])
-    backbone = build_backbone(recipe.model.model.backbone_config(), meta["channels"], tuple(meta["image_size"]))
+    backbone = build_backbone(recipe.config.model.backbone_config(), meta["channels"], tuple(meta["image_size"]))
     backbone.load_state_dict(ckpt["backbone"])
-    head = ClusterHead(meta["feature_dim"], meta["num_clusters"], recipe.model.model.head_hidden_dim)
+    head = ClusterHead(meta["feature_dim"], meta["num_clusters"], recipe.config.model.head_hidden_dim)
     head.load_state_dict(ckpt["head"])
     backbone, head, ddpm = backbone.to(device).eval(), head.to(device).eval(), ddpm.to(device)
     raw = BatchView(None, meta["mean"], meta["std"])
@@ -67,13 +67,14 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     from plugins.gcc.ddpm import to_uint8
-    from toolkit.device import autocast, resolve_device
+    from toolkit.api.precision import autocast
+    from toolkit.run.device import resolve_device
 
     device = resolve_device(args.device)
     run = args.run
     if run is None:
         run = Path(tempfile.mkdtemp(prefix="gcc_digits_")) / "run"
-        subprocess.run([sys.executable, "-m", "toolkit.cli", "run", str(ROOT / "recipes" / "gcc_digits.toml"),
+        subprocess.run([sys.executable, "-m", "toolkit.commands.app", "run", str(ROOT / "recipes" / "gcc_digits.toml"),
                         "--output-dir", str(run)], check=True)
     ddpm, classify, o, k = load_run(run, device)
     wanted = torch.arange(k, device=device).repeat_interleave(args.per_cluster)

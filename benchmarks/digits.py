@@ -22,7 +22,7 @@ from sklearn.cluster import AgglomerativeClustering, KMeans, SpectralClustering
 from sklearn.datasets import load_digits
 
 from toolkit.metrics import ari, cluster_acc, nmi
-from toolkit.multiseed import parse_seeds
+from toolkit.run.seeds import parse_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,11 +46,12 @@ def classic_baselines() -> list[dict]:
 
 
 def deep_rows(recipes: list[Path], overrides: list[str]) -> list[dict]:
-    from toolkit.engine import Engine
-    from toolkit.recipe import load_recipe
-    from toolkit.tracking import MlflowTracker
+    from toolkit.run.engine import Engine
+    from toolkit.recipe.loading import load_recipe
+    from toolkit.track.parent import ParentRun
+    from toolkit.track.tracker import MlflowTracker
 
-    from toolkit.events import Observer
+    from toolkit.run.events import Observer
 
     class Epoch0(Observer):  # metrics right after head-init (e.g. SPICE-self = SPICE stage 2)
         metrics: dict = {}
@@ -103,15 +104,17 @@ def deep_rows(recipes: list[Path], overrides: list[str]) -> list[dict]:
 
 
 def seeded_rows(recipes: list[Path], overrides: list[str], seeds: list[int]) -> list[dict]:
-    """One row per recipe run once per seed (toolkit.multiseed): the mean, with mean ± std in a note."""
-    from toolkit.multiseed import run_seeds
-    from toolkit.tracking import MlflowTracker
+    """One row per recipe run once per seed (toolkit.run.seeds): the mean, with mean ± std in a note."""
+    from toolkit.run.seeds import run_seeds
+    from toolkit.track.parent import ParentRun
+    from toolkit.track.tracker import MlflowTracker
 
     rows = []
     for path in recipes:
         with tempfile.TemporaryDirectory() as out:
             res = run_seeds(path, overrides, seeds, Path(out), device="cpu", resume=False,
-                            observers=lambda parent: [MlflowTracker(parent_run_id=parent)])
+                            observers=lambda parent: [MlflowTracker(parent_run_id=parent)],
+                            open_parent=lambda exp, name, tags, run_id: ParentRun(exp, name, tags, run_id=run_id))
         m = res.metrics
         spread = " | ".join(f"{k.upper()} {m[k]['mean']:.3f} ± {m[k]['std'] or 0:.3f}" for k in ("acc", "nmi", "ari"))
         per_seed = ", ".join(f"{v:.3f}" for v in m["acc"]["values"].values())

@@ -25,7 +25,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score as nmi
 
 from _common import device_name, set_threads, sync, table
-from toolkit.device import resolve_device
+from toolkit.run.device import resolve_device
 from toolkit.ops._gpu import faiss_gpus
 from toolkit.ops.kmeans import kmeans
 

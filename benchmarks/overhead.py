@@ -1,4 +1,4 @@
-"""Overhead of the engine: one CDC self-labeling epoch through `toolkit.loop.train_epoch` (the cdc plugins
+"""Overhead of the engine: one CDC self-labeling epoch through `toolkit.run.self_label.train_epoch` (the cdc plugins
 loaded from the registry, as `toolkit run` does) versus a minimal hand-written PyTorch loop doing the same
 forward/backward/k-means work on the same data, device and initial weights, in the same process.
 
@@ -25,10 +25,11 @@ from torch import nn
 from _common import device_name, median, set_threads, synthetic_context, sync, table, timed_both
 from plugins.cdc.losses import minicluster_targets, negative_entropy, soft_cross_entropy
 from plugins.cdc.quota import quota_select
-from toolkit import plugins as registry
-from toolkit.context import RunContext
-from toolkit.device import autocast, resolve_device
-from toolkit.loop import SELF_LABEL_SALT, Models, Probe, train_epoch
+from toolkit.registry import entry_points as registry
+from toolkit.api.context import RunContext
+from toolkit.api.precision import autocast
+from toolkit.run.device import resolve_device
+from toolkit.run.self_label import SELF_LABEL_SALT, Models, Probe, train_epoch
 from toolkit.ops import kmeans as kmeans_module
 
 

@@ -26,10 +26,11 @@ import torch
 from torch import nn
 
 from _common import device_name, set_threads, synthetic_context, table, timed
-from toolkit import plugins as registry
-from toolkit.context import EpochState, RunContext
-from toolkit.device import autocast, resolve_device
-from toolkit.loop import Models, Probe, train_epoch
+from toolkit.registry import entry_points as registry
+from toolkit.api.context import EpochState, RunContext
+from toolkit.api.precision import autocast
+from toolkit.run.device import resolve_device
+from toolkit.run.self_label import Models, Probe, train_epoch
 
 SELF_LABEL = {  # method -> (selection, options), (calibration, options)
     "cdc": (("cdc_calibrated", {}), ("cdc_head", {"num_miniclusters": 500, "kmeans_niter": 50, "kmeans_nredo": 10})),

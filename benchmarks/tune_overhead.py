@@ -31,10 +31,10 @@ def plain_trial(config: dict[str, Any], tree: dict[str, Any], track: bool) -> No
     import torch
     from ray import tune
 
-    from toolkit.engine import Engine
-    from toolkit.events import Observer
-    from toolkit.recipe import apply_overrides, validate
-    from toolkit.tune_config import as_overrides
+    from toolkit.run.engine import Engine
+    from toolkit.run.events import Observer
+    from toolkit.recipe.loading import apply_overrides, validate
+    from toolkit.recipe.tune_section import as_overrides
 
     class Report(Observer):
         def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict, state: Any) -> None:
@@ -46,7 +46,7 @@ def plain_trial(config: dict[str, Any], tree: dict[str, Any], track: bool) -> No
     out = Path(tempfile.mkdtemp(prefix="plain-trial-"))
     observers: list[Observer] = [Report()]
     if track:  # the same MLflow logging a toolkit trial does, without the search's parent run and bookkeeping
-        from toolkit.tracking import MlflowTracker
+        from toolkit.track.tracker import MlflowTracker
 
         observers.insert(0, MlflowTracker())
     Engine(recipe, out, observers=observers).run()
@@ -85,20 +85,21 @@ def run_plain(tree: dict[str, Any], space: dict[str, Any], trials: int, storage:
 
 
 def run_toolkit(trials: int, out: Path) -> tuple[float, float]:
-    from toolkit import tune as toolkit_tune
+    from toolkit.tune.callbacks import TrialTracking
+    from toolkit.tune.driver import Search
 
     clock = FirstResult()
-    original = toolkit_tune.TrialTracking.on_trial_result
+    original = TrialTracking.on_trial_result
 
     def on_result(self: Any, *a: Any, **k: Any) -> None:
         clock.mark()
         original(self, *a, **k)
 
-    toolkit_tune.TrialTracking.on_trial_result = on_result  # type: ignore[method-assign]
+    TrialTracking.on_trial_result = on_result  # type: ignore[method-assign]
     try:
-        toolkit_tune.Search(out, progress=False).start(RECIPE, TINY, num_samples=trials)
+        Search(out, progress=False).start(RECIPE, TINY, num_samples=trials)
     finally:
-        toolkit_tune.TrialTracking.on_trial_result = original  # type: ignore[method-assign]
+        TrialTracking.on_trial_result = original  # type: ignore[method-assign]
     return time.perf_counter() - clock.start, clock.first or float("nan")
 
 
@@ -109,8 +110,8 @@ def main() -> None:
     args = parser.parse_args()
     import ray
 
-    from toolkit.recipe import load_recipe
-    from toolkit.tune import search_space
+    from toolkit.recipe.loading import load_recipe
+    from toolkit.tune.space import search_space
 
     work = Path(tempfile.mkdtemp(prefix="tune-overhead-"))
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{work / 'mlflow.db'}")
@@ -121,7 +122,7 @@ def main() -> None:
     MlflowClient(os.environ["MLFLOW_TRACKING_URI"]).search_experiments()  # a store's one-off schema set-up, untimed
     rec = load_recipe(RECIPE, TINY)
     tree = {k: v for k, v in rec.resolved().items() if k != "tune"}
-    space, _ = search_space(rec.model.tune)  # type: ignore[arg-type]
+    space, _ = search_space(rec.config.tune)  # type: ignore[arg-type]
     ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     try:
         plain_s, plain_first = run_plain(tree, space, args.trials, work / "plain", rec.experiment.seed, False)

@@ -20,7 +20,7 @@ def test_cdc_digits_run(tmp_path: Path, mlflow_store: str) -> None:
     out = tmp_path / "run"
     args = ["run", str(RECIPES / "cdc_digits.toml"), *sum((["--set", s] for s in TINY), []), "-o", str(out),
             "--device", "cpu", "--no-progress"]
-    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", *args], capture_output=True, text=True, cwd=tmp_path,
+    proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", *args], capture_output=True, text=True, cwd=tmp_path,
                           env=toolkit_env(MLFLOW_TRACKING_URI=mlflow_store), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

@@ -11,7 +11,7 @@ from torch import nn
 
 from plugins.cdc.calibration import CDCHeadCalibration
 from plugins.cdc.losses import minicluster_targets, negative_entropy, soft_cross_entropy
-from toolkit.context import Batch
+from toolkit.api.context import Batch
 from toolkit.nn.heads import ClusterHead
 
 

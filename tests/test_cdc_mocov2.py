@@ -9,9 +9,9 @@ import torch
 
 from plugins.mocov2.loss import KeyQueue, moco_infonce
 from plugins.mocov2.plugin import MoCoV2Pretrain, lr_at
-from toolkit.context import RunContext, UnlabeledImages, Views
+from toolkit.api.context import RunContext, UnlabeledImages, Views
 from toolkit.data.views import AugmentConfig, BatchView
-from toolkit.events import EventBus
+from toolkit.run.events import EventBus
 from toolkit.nn.backbones import build_backbone
 from toolkit.nn.config import BackboneConfig
 

@@ -6,8 +6,8 @@ import torch
 
 from plugins.cdc.quota import quota_select
 from plugins.cdc.selection import CalibratedSelection
-from toolkit.context import Batch, Selection
-from toolkit.loop import selection_loss
+from toolkit.api.context import Batch, Selection
+from toolkit.run.self_label import selection_loss
 
 
 def test_quota_by_hand() -> None:

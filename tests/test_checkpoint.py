@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolkit.checkpoint import CheckpointError, load_safe, save_atomic
+from toolkit.files import CheckpointError, load_safe, save_atomic
 
 
 class Evil:

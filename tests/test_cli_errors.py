@@ -14,7 +14,7 @@ BASELINE = RECIPES / "baseline_digits.toml"
 
 
 def toolkit(args: list[str], cwd: Path, uri: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toolkit.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "toolkit.commands.app", *args], capture_output=True, text=True, cwd=cwd,
                           env=toolkit_env(MLFLOW_TRACKING_URI=uri), timeout=300)
 
 

@@ -20,7 +20,7 @@ def test_two_runs_share_one_store(tmp_path: Path) -> None:
     env.pop("MLFLOW_TRACKING_URI")
     procs = []
     for seed in (0, 1):
-        cmd = [sys.executable, "-m", "toolkit.cli", "run", str(RECIPES / "baseline_digits.toml"),
+        cmd = [sys.executable, "-m", "toolkit.commands.app", "run", str(RECIPES / "baseline_digits.toml"),
                *[a for s in SETTINGS + [f"experiment.seed={seed}"] for a in ("--set", s)],
                "-o", str(tmp_path / f"run{seed}"), "--no-progress"]
         procs.append(subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from toolkit.distributed import rank_and_world, shard_index
+from toolkit.run.parallel import rank_and_world, shard_index
 
 from conftest import RECIPES
 
@@ -57,11 +57,11 @@ def _rank(rank: int, world: int, port: int, out: str, result: str, recipe: str, 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        from toolkit.engine import Engine
-        from toolkit.recipe import load_recipe
+        from toolkit.run.engine import Engine
+        from toolkit.recipe.loading import load_recipe
 
         seen: list[list[int]] = []
-        import toolkit.distributed as d
+        import toolkit.run.parallel as d
 
         original = d.DataParallel.shard
 

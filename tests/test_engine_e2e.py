@@ -12,11 +12,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from sklearn.datasets import load_digits
 
-from toolkit.engine import Engine
-from toolkit.events import Observer
+from toolkit.run.engine import Engine
+from toolkit.run.events import Observer
 from toolkit.metrics import cluster_acc
 from toolkit.ops.kmeans import kmeans
-from toolkit.recipe import load_recipe
+from toolkit.recipe.loading import load_recipe
 
 from conftest import RECIPES, ROOT, toolkit_env
 
@@ -27,7 +27,7 @@ TINY = ["pretrain.epochs=3", "pretrain.batch_size=256", "head_init.epochs=1", "h
 
 
 def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toolkit.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "toolkit.commands.app", *args], capture_output=True, text=True, cwd=cwd,
                           env=toolkit_env(**env), timeout=600)
 
 
@@ -83,7 +83,7 @@ def test_run_on_digits_end_to_end(tmp_path: Path, mlflow_store: str) -> None:
 
 
 def _run(out: Path, overrides: list[str], observers: list[Observer] | None = None, resume: bool = False) -> dict:
-    from toolkit.tracking import MlflowTracker
+    from toolkit.track.tracker import MlflowTracker
 
     recipe = load_recipe(BASELINE, overrides)
     return Engine(recipe, out, device="cpu", observers=[MlflowTracker(), *(observers or [])], resume=resume).run()

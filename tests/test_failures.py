@@ -12,11 +12,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from toolkit.checkpoint import load_safe
-from toolkit.engine import Engine
+from toolkit.files import load_safe
+from toolkit.run.engine import Engine
 from toolkit.errors import TrainingError
-from toolkit.recipe import load_recipe
-from toolkit.tracking import MlflowTracker
+from toolkit.recipe.loading import load_recipe
+from toolkit.track.tracker import MlflowTracker
 
 from conftest import RECIPES, toolkit_env
 
@@ -60,7 +60,7 @@ def test_failure_is_named_and_run_marked_failed(tmp_path: Path, mlflow_store: st
 
 
 def test_cli_reports_training_failure_in_one_line(tmp_path: Path, mlflow_store: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "run", str(RECIPES / "baseline_digits.toml"),
+    proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "run", str(RECIPES / "baseline_digits.toml"),
                            *[a for s in TINY + ["train.lr=1e30", "train.backbone_lr=1e30"] for a in ("--set", s)],
                            "-o", str(tmp_path / "run"), "--no-progress"], capture_output=True, text=True,
                           env=toolkit_env(MLFLOW_TRACKING_URI=mlflow_store), timeout=600)

@@ -10,7 +10,7 @@ from plugins.gcc.ddpm import ConditionalDDPM, to_uint8, to_unit_range
 from plugins.gcc.pool import Pool, pool_counts
 from plugins.gcc.schedule import alphas_cumprod, linear_betas, make_scheduler, posterior_variance, sample
 from plugins.gcc.unet import build_unet
-from toolkit.checkpoint import load_safe, save_atomic
+from toolkit.files import load_safe, save_atomic
 
 
 def test_linear_schedule_values() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import RECIPES, toolkit_env
-from toolkit.checkpoint import load_safe
+from toolkit.files import load_safe
 
 TINY = ["data.dataset=synthetic", "data.num_samples=160", "data.num_classes=4", "data.synthetic_size=8",
         "pretrain.method=none", "model.hidden_dims=[32]", "model.head_hidden_dim=32", "head_init.epochs=2",
@@ -22,9 +22,9 @@ TINY = ["data.dataset=synthetic", "data.num_samples=160", "data.num_classes=4", 
 
 
 def _run(out: Path, settings: list[str], observers: list | None = None, resume: bool = False) -> dict:
-    from toolkit.engine import Engine
-    from toolkit.recipe import load_recipe
-    from toolkit.tracking import MlflowTracker
+    from toolkit.run.engine import Engine
+    from toolkit.recipe.loading import load_recipe
+    from toolkit.track.tracker import MlflowTracker
 
     recipe = load_recipe(RECIPES / "gcc_digits.toml", settings)
     return Engine(recipe, out, device="cpu", observers=[MlflowTracker(), *(observers or [])], resume=resume).run()
@@ -61,7 +61,7 @@ def test_kill_9_inside_generator_training_resumes_exactly(tmp_path: Path, mlflow
     _run(tmp_path / "full", settings)
 
     def cmd(out: Path, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "toolkit.cli", "run", str(RECIPES / "gcc_digits.toml"),
+        return [sys.executable, "-m", "toolkit.commands.app", "run", str(RECIPES / "gcc_digits.toml"),
                 *[a for s in settings for a in ("--set", s)], "-o", str(out), "--device", "cpu", "--no-progress", *extra]
 
     env = toolkit_env(MLFLOW_TRACKING_URI=mlflow_store, TOOLKIT_STAGE_CHECKPOINT_SECONDS="0")
@@ -81,7 +81,7 @@ def test_kill_9_inside_generator_training_resumes_exactly(tmp_path: Path, mlflow
 ], ids=["between-rounds"])
 def test_gcc_interrupted_resumes_exactly(tmp_path: Path, mlflow_store: str, monkeypatch: pytest.MonkeyPatch,
                                          stop_stage: str, stop_epoch: int, expected: dict) -> None:
-    from toolkit.events import Observer
+    from toolkit.run.events import Observer
 
     class Stop(Observer):
         def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict, state: object) -> None:
@@ -110,8 +110,8 @@ def test_gcc_interrupted_resumes_exactly(tmp_path: Path, mlflow_store: str, monk
 
 def test_generator_joins_another_methods_recipe(tmp_path: Path, mlflow_store: str) -> None:
     """The generation slot is independent: the baseline's self-labeling plus GCC's losses."""
-    from toolkit.engine import Engine
-    from toolkit.recipe import load_recipe
+    from toolkit.run.engine import Engine
+    from toolkit.recipe.loading import load_recipe
 
     generation = [s for s in TINY if s.startswith("generation.") and "epochs" not in s or s.startswith("generation.round")]
     settings = [s for s in TINY if not s.startswith(("generation.", "head_init."))] + [
@@ -146,9 +146,9 @@ def test_nan_in_generator_training_names_stage_epoch_and_term(tmp_path: Path, ml
 
 def test_pool_refresh_inside_rounds(tmp_path: Path, mlflow_store: str) -> None:
     """pool_refresh_epochs redraws the pool within a round; the cosine schedule trains too."""
-    from toolkit.engine import Engine
-    from toolkit.events import Observer
-    from toolkit.recipe import load_recipe
+    from toolkit.run.engine import Engine
+    from toolkit.run.events import Observer
+    from toolkit.recipe.loading import load_recipe
 
     pools: list[int] = []
 
@@ -172,8 +172,8 @@ def test_paper_recipe_runs_on_cifar_files(tmp_path: Path, mlflow_store: str) -> 
 
     import numpy as np
 
-    from toolkit.engine import Engine
-    from toolkit.recipe import load_recipe
+    from toolkit.run.engine import Engine
+    from toolkit.recipe.loading import load_recipe
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "data" / "cifar-10-batches-py"

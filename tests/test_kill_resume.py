@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.checkpoint import CheckpointError, load_safe
+from toolkit.files import CheckpointError, load_safe
 
 from conftest import RECIPES, toolkit_env
 
@@ -21,7 +21,7 @@ SETTINGS = ["pretrain.epochs=2", "pretrain.batch_size=256", "head_init.epochs=1"
 
 
 def command(out: Path, *extra: str, settings: list[str] = SETTINGS) -> list[str]:
-    return [sys.executable, "-m", "toolkit.cli", "run", str(RECIPES / "baseline_digits.toml"),
+    return [sys.executable, "-m", "toolkit.commands.app", "run", str(RECIPES / "baseline_digits.toml"),
             *[a for s in settings for a in ("--set", s)], "-o", str(out), "--device", "cpu", "--no-progress", *extra]
 
 
@@ -86,7 +86,7 @@ def test_kill_9_during_pretraining_resumes_inside_the_stage(tmp_path: Path, mlfl
                 "train.epochs=2", "model.hidden_dims=[32]"]
 
     def cmd(out: Path, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "toolkit.cli", "run", str(RECIPES / "baseline_digits.toml"),
+        return [sys.executable, "-m", "toolkit.commands.app", "run", str(RECIPES / "baseline_digits.toml"),
                 *[a for s in settings for a in ("--set", s)], "-o", str(out), "--device", "cpu", "--no-progress",
                 *extra]
 
@@ -143,9 +143,9 @@ SPICE = ("spice_digits.toml", ["pretrain.method=none", "model.hidden_dims=[32]",
 @pytest.mark.parametrize("recipe_name, settings, stage", [MOCO, DRC, SPICE], ids=["mocov2", "drc", "spice_prototype"])
 def test_interrupted_in_a_stage_resumes_exactly(tmp_path: Path, mlflow_store: str, monkeypatch,  # type: ignore[no-untyped-def]
                                                 recipe_name: str, settings: list[str], stage: str) -> None:
-    from toolkit.engine import Engine
-    from toolkit.events import Observer
-    from toolkit.recipe import load_recipe
+    from toolkit.run.engine import Engine
+    from toolkit.run.events import Observer
+    from toolkit.recipe.loading import load_recipe
 
     class StopInStage(Observer):
         def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict, state: object) -> None:
@@ -187,9 +187,9 @@ def test_interrupted_in_prototype_separation_resumes_exactly(tmp_path: Path, mlf
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """CDC prototype init: finished k-means phases are reused and the separation continues at its step."""
     import plugins.cdc.head_init as cdc_head_init
-    from toolkit.context import RunContext
-    from toolkit.engine import Engine
-    from toolkit.recipe import load_recipe
+    from toolkit.api.context import RunContext
+    from toolkit.run.engine import Engine
+    from toolkit.recipe.loading import load_recipe
 
     monkeypatch.setenv("TOOLKIT_STAGE_CHECKPOINT_SECONDS", "0")
     full = Engine(load_recipe(RECIPES / "cdc_digits.toml", CDC), tmp_path / "full", device="cpu").run()
@@ -222,9 +222,9 @@ def test_interrupted_in_prototype_separation_resumes_exactly(tmp_path: Path, mlf
 def test_resumed_summary_keeps_published_label_accuracies(tmp_path: Path, mlflow_store: str) -> None:
     """Pseudo-label accuracies published before an interruption (SPICE head-init, reliable labels)
     are part of the resumed run's summary, as in an uninterrupted run."""
-    from toolkit.engine import Engine
-    from toolkit.events import Observer
-    from toolkit.recipe import load_recipe
+    from toolkit.run.engine import Engine
+    from toolkit.run.events import Observer
+    from toolkit.recipe.loading import load_recipe
 
     settings = [s for s in SPICE[1] if not s.startswith("train.epochs")] + ["train.epochs=2"]
 
@@ -247,10 +247,10 @@ def test_resumed_summary_keeps_published_label_accuracies(tmp_path: Path, mlflow
 def test_resume_after_epoch_0_logs_each_step_once(tmp_path: Path, mlflow_store: str) -> None:
     """Epoch 0 (the head right after head-init) has no checkpoint, so a run stopped after logging it repeats
     it when resumed; its MLflow run must still hold every step once."""
-    from toolkit.engine import Engine
-    from toolkit.events import Observer
-    from toolkit.recipe import load_recipe
-    from toolkit.tracking import MlflowTracker
+    from toolkit.run.engine import Engine
+    from toolkit.run.events import Observer
+    from toolkit.recipe.loading import load_recipe
+    from toolkit.track.tracker import MlflowTracker
 
     class StopAfterEpoch0(Observer):
         def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict, state: object) -> None:

@@ -12,7 +12,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from toolkit.errors import UserError
-from toolkit.multiseed import aggregate, parse_seeds
+from toolkit.run.seeds import aggregate, parse_seeds
 
 from conftest import RECIPES, toolkit_env
 
@@ -41,7 +41,7 @@ def test_aggregate_mean_and_sample_std() -> None:
 
 
 def _cli(args: list[str], cwd: Path, uri: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "toolkit.cli", *args], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "toolkit.commands.app", *args], capture_output=True, text=True, cwd=cwd,
                           env=toolkit_env(MLFLOW_TRACKING_URI=uri, OMP_NUM_THREADS="1"), timeout=300)
 
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from toolkit.device import autocast, resolve_device
+from toolkit.api.precision import autocast
+from toolkit.run.device import resolve_device
 from toolkit.errors import UserError
 from toolkit.nn.backbones import BACKBONES, build_backbone, register_backbone
 from toolkit.nn.config import BackboneConfig

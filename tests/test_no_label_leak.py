@@ -9,9 +9,9 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from toolkit.context import Batch, EpochState, RunContext, Selection
-from toolkit.engine import Engine
-from toolkit.recipe import load_recipe
+from toolkit.api.context import Batch, EpochState, RunContext, Selection
+from toolkit.run.engine import Engine
+from toolkit.recipe.loading import load_recipe
 
 from conftest import RECIPES
 
@@ -75,8 +75,8 @@ def test_plugins_never_receive_ground_truth(tmp_path: Path, mlflow_store: str) -
         assert not _holds_labels(obj, labels), type(obj).__name__
     # the check itself works: a context that did carry labels would be caught, also behind a public attribute
     assert _holds_labels({"x": torch.as_tensor(labels)}, labels)
-    from toolkit.events import EventBus
-    from toolkit.pseudo_labels import PseudoLabelProbe
+    from toolkit.run.events import EventBus
+    from toolkit.run.label_probe import PseudoLabelProbe
 
     leaky = EventBus([PseudoLabelProbe(labels, EventBus())])
     leaky.observers[0].truth = labels  # a public copy, as a careless observer might keep

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from toolkit.plots import confusion_matrix_png, reliability_diagram_png
+from toolkit.run.figures import confusion_matrix_png, reliability_diagram_png
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.errors import RecipeError
-from toolkit.recipe import load_recipe, parse_override, validate
+from toolkit.recipe.loading import load_recipe, parse_override, validate
 
 from conftest import RECIPES
 
@@ -41,7 +41,7 @@ def test_every_shipped_recipe_validates() -> None:
 def test_defaults_and_plugin_options(tmp_path: Path) -> None:
     rec = load_recipe(write(tmp_path, GOOD))
     assert rec.plugin_options["selection"].threshold == 0.9
-    assert rec.model.pretrain.method == "none"
+    assert rec.config.pretrain.method == "none"
     resolved = rec.resolved()
     assert resolved["selection"] == {"method": "threshold", "threshold": 0.9, "normalize": "selected", "class_balance": False}
     # the resolved recipe is itself a valid recipe
@@ -52,9 +52,9 @@ def test_defaults_and_plugin_options(tmp_path: Path) -> None:
 def test_overrides_parse_toml_literals(tmp_path: Path) -> None:
     rec = load_recipe(write(tmp_path, GOOD), ["train.epochs=5", "experiment.seed=3", "selection.threshold=0.5",
                                                "model.hidden_dims=[64, 32]", "experiment.name=hello world"])
-    assert rec.model.train.epochs == 5 and rec.experiment.seed == 3
+    assert rec.config.train.epochs == 5 and rec.experiment.seed == 3
     assert rec.plugin_options["selection"].threshold == 0.5
-    assert rec.model.model.hidden_dims == [64, 32]
+    assert rec.config.model.hidden_dims == [64, 32]
     assert rec.experiment.name == "hello world"
     assert parse_override("a.b=true") == (["a", "b"], True)
 
@@ -107,7 +107,7 @@ def test_override_syntax(tmp_path: Path) -> None:
 def test_switching_a_plugin_drops_the_old_plugins_options(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)  # [selection] method = "threshold" with threshold = 0.9
     rec = load_recipe(path, ["selection.method=all"])
-    assert rec.model.selection.method == "all"
+    assert rec.config.selection.method == "all"
     rec = load_recipe(path, ["selection.threshold=0.7", "selection.method=threshold"])  # same plugin: kept
     assert rec.plugin_options["selection"].threshold == 0.7
     with pytest.raises(RecipeError, match=r"\[selection\] threshold: unknown key"):

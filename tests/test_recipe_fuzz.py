@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from toolkit.errors import UserError
-from toolkit.recipe import load_recipe
+from toolkit.recipe.loading import load_recipe
 
 from conftest import RECIPES
 

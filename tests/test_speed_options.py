@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from toolkit.accel import Speed, compile_supported
-from toolkit.engine import Engine
+from toolkit.run.speed import Speed, compile_supported
+from toolkit.run.engine import Engine
 from toolkit.errors import RecipeError
-from toolkit.recipe import validate
+from toolkit.recipe.loading import validate
 
 TINY: dict[str, Any] = {
     "experiment": {"device": "cpu"},
@@ -30,9 +30,9 @@ def _recipe(**train: Any) -> Any:
 
 
 def test_options_validate() -> None:
-    t = validate({}).model.train
+    t = validate({}).config.train
     assert (t.compile, t.channels_last, t.data_on_device) == (False, "auto", "auto")
-    t = validate({"train": {"compile": True, "channels_last": False, "data_on_device": "auto"}}).model.train
+    t = validate({"train": {"compile": True, "channels_last": False, "data_on_device": "auto"}}).config.train
     assert (t.compile, t.channels_last, t.data_on_device) == (True, False, "auto")
     for key, bad in (("channels_last", "sometimes"), ("data_on_device", 3), ("compile", "auto")):
         with pytest.raises(RecipeError, match=rf"\[train\] {key}"):

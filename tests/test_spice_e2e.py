@@ -21,7 +21,7 @@ SMALL = ["pretrain.epochs=10", "model.hidden_dims=[128, 128]", "head_init.heads=
 
 def test_spice_digits_runs_both_stages_and_logs_both_terms(tmp_path: Path, mlflow_store: str) -> None:
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "toolkit.cli", "run", str(SPICE), *sum((["--set", s] for s in SMALL), []),
+    args = [sys.executable, "-m", "toolkit.commands.app", "run", str(SPICE), *sum((["--set", s] for s in SMALL), []),
             "-o", str(out), "--device", "cpu", "--no-progress"]
     proc = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600,
                           env=toolkit_env(MLFLOW_TRACKING_URI=mlflow_store))

@@ -10,9 +10,9 @@ from torch import nn
 
 from plugins.spice.head_init import Options, SpicePrototypeHeadInit
 from plugins.spice.prototype import head_score
-from toolkit.context import RunContext, UnlabeledImages, Views
+from toolkit.api.context import RunContext, UnlabeledImages, Views
 from toolkit.data.views import BatchView
-from toolkit.events import EventBus, Observer
+from toolkit.run.events import EventBus, Observer
 from toolkit.nn.heads import ClusterHead
 
 

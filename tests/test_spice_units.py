@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from plugins.spice.prototype import double_softmax_ce, head_score, prototype_labels
 from plugins.spice.reliable import consistency_ratio, neighbours, reliable_mask
-from toolkit.events import EventBus, Observer
-from toolkit.pseudo_labels import PseudoLabelProbe
+from toolkit.run.events import EventBus, Observer
+from toolkit.run.label_probe import PseudoLabelProbe
 
 
 def _two_blobs() -> tuple[torch.Tensor, torch.Tensor]:

@@ -37,7 +37,7 @@ def test_example_package_installed_and_used_end_to_end(tmp_path: Path, mlflow_st
     own = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(EXAMPLE / "tests")], tmp_path, site)
     assert own.returncode == 0, own.stdout[-2000:]
     out = tmp_path / "run"
-    proc = run([sys.executable, "-m", "toolkit.cli", "run", str(RECIPES / "baseline_digits.toml"), "--set",
+    proc = run([sys.executable, "-m", "toolkit.commands.app", "run", str(RECIPES / "baseline_digits.toml"), "--set",
                 "selection.method=topk", "--set", "selection.fraction=0.4", *sum((["--set", s] for s in TINY), []),
                 "-o", str(out), "--no-progress"], tmp_path, site, MLFLOW_TRACKING_URI=mlflow_store)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -50,7 +50,7 @@ def test_example_package_installed_and_used_end_to_end(tmp_path: Path, mlflow_st
 
 
 def test_scaffolded_package_passes_its_own_test(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "plugins", "new", "sharp_sel", "--slot", "selection",
+    proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "plugins", "new", "sharp_sel", "--slot", "selection",
                            "--dir", str(tmp_path)], capture_output=True, text=True, env=toolkit_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     pkg = tmp_path / "sharp_sel"
@@ -64,7 +64,7 @@ def test_scaffolded_package_passes_its_own_test(tmp_path: Path) -> None:
 
 def test_scaffold_rejects_bad_names(tmp_path: Path) -> None:
     for name, slot in (("Bad-Name", "selection"), ("ok_name", "nowhere")):
-        proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "plugins", "new", name, "--slot", slot, "--dir",
+        proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "plugins", "new", name, "--slot", slot, "--dir",
                                str(tmp_path)], capture_output=True, text=True, env=toolkit_env(), timeout=120)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
@@ -95,7 +95,7 @@ def bad_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (src / "bad_plugins" / "__init__.py").write_text("")
     (src / "bad_plugins" / "broken.py").write_text("raise ImportError('needs a library that is not installed')\n")
     (src / "bad_plugins" / "future.py").write_text(
-        "from toolkit.hooks import SelectionPlugin\n\n\nclass Future(SelectionPlugin):\n"
+        "from toolkit.api.slots import SelectionPlugin\n\n\nclass Future(SelectionPlugin):\n"
         "    \"\"\"Written for a future toolkit.\"\"\"\n    api_version = '>=2.0,<3.0'\n")
     site = tmp_path_factory.mktemp("bad_site")
     pip_target(src, site)
@@ -103,7 +103,7 @@ def bad_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_broken_and_clashing_plugins_are_listed_not_fatal(tmp_path: Path, bad_site: Path) -> None:
-    proc = run([sys.executable, "-m", "toolkit.cli", "plugins", "list", "--json"], tmp_path, bad_site)
+    proc = run([sys.executable, "-m", "toolkit.commands.app", "plugins", "list", "--json"], tmp_path, bad_site)
     assert proc.returncode == 0, proc.stderr
     rows = {(r["name"], r["distribution"]): r for r in json.loads(proc.stdout)}
     assert rows[("broken", "toolkit-bad-plugins")]["status"] == "broken"
@@ -111,7 +111,7 @@ def test_broken_and_clashing_plugins_are_listed_not_fatal(tmp_path: Path, bad_si
     assert "API" in rows[("future", "toolkit-bad-plugins")]["error"]
     assert "more than one" in rows[("threshold", "deepclust-toolkit")]["error"]
     assert rows[("all", "deepclust-toolkit")]["status"] == "ok"
-    ok = run([sys.executable, "-m", "toolkit.cli", "recipes", "validate", str(RECIPES / "baseline_digits.toml"),
+    ok = run([sys.executable, "-m", "toolkit.commands.app", "recipes", "validate", str(RECIPES / "baseline_digits.toml"),
               "--set", "selection.method=all"], tmp_path, bad_site)
     assert ok.returncode == 0, ok.stderr  # a broken plugin breaks only recipes that use it
 
@@ -123,7 +123,7 @@ def test_broken_and_clashing_plugins_are_listed_not_fatal(tmp_path: Path, bad_si
 ])
 def test_recipe_using_a_bad_plugin_fails_in_one_line(tmp_path: Path, bad_site: Path, method: str,
                                                       fragments: list[str]) -> None:
-    proc = run([sys.executable, "-m", "toolkit.cli", "recipes", "validate", str(RECIPES / "baseline_digits.toml"),
+    proc = run([sys.executable, "-m", "toolkit.commands.app", "recipes", "validate", str(RECIPES / "baseline_digits.toml"),
                 "--set", f"selection.method={method}"], tmp_path, bad_site)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     line = [x for x in proc.stderr.splitlines() if x.strip()]
@@ -133,7 +133,7 @@ def test_recipe_using_a_bad_plugin_fails_in_one_line(tmp_path: Path, bad_site: P
 
 
 def test_plugins_show(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "plugins", "show", "kmeans_pseudo_label"],
+    proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "plugins", "show", "kmeans_pseudo_label"],
                           capture_output=True, text=True, env=toolkit_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
     for fragment in ("head_init", "deepclust-toolkit", "nredo", "spherical", "True", "k-means"):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from toolkit.errors import UserError
-from toolkit.tracking_fallback import FALLBACK_ENV, fallback_mode, resolve_store
+from toolkit.track.fallback import FALLBACK_ENV, fallback_mode, resolve_store
 
 from conftest import RECIPES, toolkit_env
 
@@ -30,7 +30,7 @@ def test_unreachable_server_logs_the_run_in_its_output_folder(tmp_path: Path) ->
     from mlflow.tracking import MlflowClient
 
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "toolkit.cli", "run", str(RECIPES / "baseline_digits.toml"),
+    cmd = [sys.executable, "-m", "toolkit.commands.app", "run", str(RECIPES / "baseline_digits.toml"),
            *[a for s in TINY for a in ("--set", s)], "-o", str(out), "--device", "cpu", "--no-progress",
            "--tracking-fallback", "local"]
     proc = subprocess.run(cmd, env=toolkit_env(MLFLOW_TRACKING_URI=dead_server()), cwd=tmp_path, capture_output=True,

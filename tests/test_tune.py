@@ -21,7 +21,8 @@ import pytest
 ray = pytest.importorskip("ray")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from toolkit.tune import BEST_RECIPE, SEARCH_STATE, Search  # noqa: E402
+from toolkit.tune.driver import Search  # noqa: E402
+from toolkit.tune.state import SearchFolder  # noqa: E402
 
 from conftest import RECIPES, toolkit_env  # noqa: E402
 
@@ -68,13 +69,13 @@ def test_search_of_four_trials(tmp_path: Path, mlflow_store: str) -> None:
     assert finished and all("summary.json" in {a.path for a in client.list_artifacts(k.info.run_id)} for k in finished)
 
     # best.toml is a complete recipe, without [tune], with the best values, and `toolkit run` runs it again.
-    best = out / BEST_RECIPE
+    best = SearchFolder(out).best_recipe
     text = best.read_text()
     assert "[tune" not in text and "[pretrain]" in text
-    from toolkit.recipe import load_recipe
+    from toolkit.recipe.loading import load_recipe
 
-    assert load_recipe(best).model.train.lr == pytest.approx(result.best["config"]["train.lr"])
-    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "run", str(best), "-o", str(tmp_path / "rerun"),
+    assert load_recipe(best).config.train.lr == pytest.approx(result.best["config"]["train.lr"])
+    proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "run", str(best), "-o", str(tmp_path / "rerun"),
                            "--device", "cpu"], capture_output=True, text=True, timeout=300,
                           env=toolkit_env(MLFLOW_TRACKING_URI=mlflow_store))
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -127,7 +128,7 @@ def test_resume_after_interrupted_search(tmp_path: Path, mlflow_store: str) -> N
                                               num_samples=3)
     watcher.join(timeout=5)
     assert first.interrupted, first.rows
-    assert json.loads((out / SEARCH_STATE).read_text())["status"] == "interrupted"
+    assert json.loads(SearchFolder(out).state.read_text())["status"] == "interrupted"
     done_before = {r["trial_id"]: (out / "trials" / r["trial_id"] / "summary.json").stat().st_mtime_ns
                    for r in first.rows if r["status"] == "finished"}
     assert 1 <= len(done_before) < 3, first.rows
@@ -145,4 +146,4 @@ def test_resume_after_interrupted_search(tmp_path: Path, mlflow_store: str) -> N
         assert sorted(steps) == list(range(3)), (kid.info.run_id, steps)
     assert first.parent_run_id == second.parent_run_id
     assert client.get_run(second.parent_run_id).info.status == "FINISHED"
-    assert (out / BEST_RECIPE).is_file()
+    assert (SearchFolder(out).best_recipe).is_file()

@@ -37,7 +37,7 @@ IN_PROCESS = [
 @pytest.mark.parametrize("override, pattern", IN_PROCESS, ids=[c[0].split("=")[0] for c in IN_PROCESS])
 def test_tune_section_is_validated(override: str, pattern: str) -> None:
     from toolkit.errors import RecipeError
-    from toolkit.recipe import load_recipe
+    from toolkit.recipe.loading import load_recipe
 
     with pytest.raises(RecipeError, match=pattern):
         load_recipe(BASELINE, [override], check_tune=True)
@@ -46,7 +46,7 @@ def test_tune_section_is_validated(override: str, pattern: str) -> None:
 @pytest.mark.parametrize("args, fragments", CASES, ids=[c[1][0] for c in CASES])
 def test_tune_input_errors_are_one_line(tmp_path: Path, args: list[str], fragments: tuple[str, ...]) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "tune", str(BASELINE), "-o", str(tmp_path / "s"), *args],
+    proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "tune", str(BASELINE), "-o", str(tmp_path / "s"), *args],
                           capture_output=True, text=True, cwd=tmp_path, env=toolkit_env(MLFLOW_TRACKING_URI=uri),
                           timeout=300)
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
@@ -60,7 +60,7 @@ def test_tune_input_errors_are_one_line(tmp_path: Path, args: list[str], fragmen
 def test_recipe_without_tune_section(tmp_path: Path) -> None:
     recipe = tmp_path / "plain.toml"
     recipe.write_text('[experiment]\nname = "plain"\n[data]\ndataset = "digits"\n')
-    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "tune", str(recipe), "-o", str(tmp_path / "s")],
+    proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "tune", str(recipe), "-o", str(tmp_path / "s")],
                           capture_output=True, text=True, cwd=tmp_path,
                           env=toolkit_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"), timeout=300)
     assert proc.returncode == 2 and "[tune]" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
@@ -71,24 +71,24 @@ def test_recipe_without_tune_section(tmp_path: Path) -> None:
 ])
 def test_several_gpus_per_trial_mean_data_parallel_workers(resources: str, expected: tuple[int, float]) -> None:
     """`gpus = N` asks for an N-GPU trial: N data-parallel workers with one GPU each."""
-    from toolkit.recipe import load_recipe
+    from toolkit.recipe.loading import load_recipe
 
-    res = load_recipe(BASELINE, [f"tune.resources={resources}"], check_tune=True).model.tune.resources
+    res = load_recipe(BASELINE, [f"tune.resources={resources}"], check_tune=True).config.tune.resources
     assert (res.workers, res.gpus) == expected
 
 
 def test_baseline_recipe_has_a_search() -> None:
-    from toolkit.recipe import load_recipe
+    from toolkit.recipe.loading import load_recipe
 
     rec = load_recipe(BASELINE)
-    assert rec.model.tune is not None and set(rec.model.tune.space) == {"train.lr", "selection.threshold"}
+    assert rec.config.tune is not None and set(rec.config.tune.space) == {"train.lr", "selection.threshold"}
 
 
 def test_label_detection_loads_only_data_sets_read_from_disk(monkeypatch: pytest.MonkeyPatch) -> None:
     """digits/synthetic always have labels: the driver decides the default metric without loading them."""
     import toolkit.data.registry as registry
-    from toolkit.recipe import load_recipe
-    from toolkit.tune import Search
+    from toolkit.recipe.loading import load_recipe
+    from toolkit.tune.driver import Search
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("loaded")
@@ -102,12 +102,12 @@ def test_label_detection_loads_only_data_sets_read_from_disk(monkeypatch: pytest
 
 def test_random_search_holds_max_concurrent_itself() -> None:
     """Ray Tune ignores max_concurrent_trials for random search (BasicVariantGenerator): it must carry the limit."""
-    from toolkit.recipe import load_recipe
-    from toolkit.tune import _searcher
+    from toolkit.recipe.loading import load_recipe
+    from toolkit.tune.space import searcher
 
-    cfg = load_recipe(BASELINE, ['tune.search_alg="random"', "tune.max_concurrent=2"], check_tune=True).model.tune
-    assert _searcher(cfg, 0, [], cfg.max_concurrent).max_concurrent == 2
-    assert _searcher(cfg, 0, []).max_concurrent == 0  # 0: as many as resources allow
+    cfg = load_recipe(BASELINE, ['tune.search_alg="random"', "tune.max_concurrent=2"], check_tune=True).config.tune
+    assert searcher(cfg, 0, [], cfg.max_concurrent).max_concurrent == 2
+    assert searcher(cfg, 0, []).max_concurrent == 0  # 0: as many as resources allow
 
 
 def test_search_on_an_existing_ray_cluster(tmp_path: Path) -> None:
@@ -143,7 +143,7 @@ def test_search_on_an_existing_ray_cluster(tmp_path: Path) -> None:
                 'tune.search_alg="random"']
         sets = [arg for item in tiny for arg in ("--set", item)]
         out = tmp_path / "search"
-        proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "tune", str(BASELINE), "-n", "2", "-o", str(out),
+        proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "tune", str(BASELINE), "-n", "2", "-o", str(out),
                                "--address", f"127.0.0.1:{port}", "--no-progress", *sets],
                               capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -175,7 +175,7 @@ def test_unreachable_cluster_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "tune", str(BASELINE), "-o", str(tmp_path / "s"),
+    proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "tune", str(BASELINE), "-o", str(tmp_path / "s"),
                            "--address", f"127.0.0.1:{port}"], capture_output=True, text=True, cwd=tmp_path,
                           env=toolkit_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"), timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]

@@ -14,7 +14,7 @@ import pytest
 ray = pytest.importorskip("ray")
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from toolkit.tune import Search  # noqa: E402
+from toolkit.tune.driver import Search  # noqa: E402
 
 from conftest import RECIPES  # noqa: E402
 

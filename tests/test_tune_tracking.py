@@ -11,7 +11,8 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from toolkit.tune_tracking import CHILD_STATE, JOURNAL, ChildRuns
+from toolkit.run.folder import RunFolder
+from toolkit.track.journal import ChildRuns
 
 
 def _line(event: dict) -> bytes:
@@ -35,7 +36,7 @@ def test_replay_is_incremental_and_survives_a_driver_restart(tmp_path: Path, mlf
              "plugin_tags": {"plugin.selection": "threshold"}}
     epoch = {"event": "epoch", "stage": "self_label", "epoch": 0, "metrics": {"acc": 0.5}, "time_ms": 1}
     second = _line({**epoch, "epoch": 1, "metrics": {"acc": 0.75}})
-    journal = trial / JOURNAL
+    journal = RunFolder(trial).journal
     journal.write_bytes(_line(start) + _line(epoch) + second[:10])  # the trial is mid-way through a line
 
     children = ChildRuns(mlflow_store, None, "e", parent, tmp_path / "trials")
@@ -55,14 +56,14 @@ def test_replay_is_incremental_and_survives_a_driver_restart(tmp_path: Path, mlf
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["pretrain_cache"] == "hit"
     assert "summary.json" in {a.path for a in client.list_artifacts(run_id)}
-    assert json.loads((trial / CHILD_STATE).read_text())["offset"] == journal.stat().st_size
+    assert json.loads(RunFolder(trial).child_state.read_text())["offset"] == journal.stat().st_size
     runs = client.search_runs([exp], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
     assert [r.info.run_id for r in runs] == [run_id]
 
 
 def test_a_failed_trial_is_closed_with_its_error(tmp_path: Path, mlflow_store: str) -> None:
     client, _, parent, trial = _search(tmp_path, mlflow_store, "t2")
-    (trial / JOURNAL).write_bytes(
+    (RunFolder(trial).journal).write_bytes(
         _line({"event": "start", "name": "e-s0", "tags": {}, "params": {}, "plugin_tags": {}})
         + _line({"event": "error", "status": "FAILED", "error": "TrainingError: non-finite loss"}))
     run_id = ChildRuns(mlflow_store, None, "e", parent, tmp_path / "trials").sync("t2")
@@ -76,10 +77,10 @@ def test_epochs_a_resumed_trial_repeats_are_logged_once(tmp_path: Path, mlflow_s
     client, _, parent, trial = _search(tmp_path, mlflow_store, "t3")
     start = _line({"event": "start", "name": "e-s0", "tags": {}, "params": {}, "plugin_tags": {}})
     epoch0 = {"event": "epoch", "stage": "self_label", "epoch": 0, "metrics": {"acc": 0.5}, "time_ms": 1}
-    (trial / JOURNAL).write_bytes(start + _line(epoch0))
+    (RunFolder(trial).journal).write_bytes(start + _line(epoch0))
     children = ChildRuns(mlflow_store, None, "e", parent, tmp_path / "trials")
     run_id = children.sync("t3")
-    with open(trial / JOURNAL, "ab") as fh:  # the resumed trial: start again, epoch 0 again, then on
+    with open(RunFolder(trial).journal, "ab") as fh:  # the resumed trial: start again, epoch 0 again, then on
         fh.write(start + _line({**epoch0, "time_ms": 2}) + _line({**epoch0, "metrics": {"reliable_count": 7.0}})
                  + _line({**epoch0, "epoch": 1, "metrics": {"acc": 0.75}}))
     assert children.sync("t3") == run_id

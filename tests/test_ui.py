@@ -22,7 +22,7 @@ def free_port() -> int:
 
 def test_ui_serves_the_store(tmp_path: Path, mlflow_store: str) -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "ui", "--port", str(port)], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "toolkit.commands.app", "ui", "--port", str(port)], cwd=tmp_path,
                             env=toolkit_env(MLFLOW_TRACKING_URI=mlflow_store), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toolkit.hooks import CalibrationPlugin
+from toolkit.api import CalibrationPlugin
 
 
 class NoCalibration(CalibrationPlugin):

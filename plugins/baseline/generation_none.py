@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toolkit.hooks import GenerationPlugin
+from toolkit.api import GenerationPlugin
 
 
 class NoGeneration(GenerationPlugin):

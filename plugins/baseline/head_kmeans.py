@@ -10,8 +10,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from toolkit.context import RunContext
-from toolkit.hooks import HeadInitPlugin
+from toolkit.api import HeadInitPlugin, RunContext
 from toolkit.ops.kmeans import kmeans
 
 HEAD_INIT_SALT = 2

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from toolkit.context import RunContext
-from toolkit.hooks import HeadInitPlugin
+from toolkit.api import HeadInitPlugin, RunContext
 
 
 class RandomHeadInit(HeadInitPlugin):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from toolkit.context import RunContext
-from toolkit.hooks import PretrainPlugin, PretrainResult
+from toolkit.api import PretrainPlugin, PretrainResult, RunContext
 
 
 class NoPretrain(PretrainPlugin):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from toolkit.context import Batch, Selection
-from toolkit.hooks import SelectionPlugin
+from toolkit.api import Batch, Selection, SelectionPlugin
 
 
 class SelectAll(SelectionPlugin):

@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from toolkit.context import Batch, Selection
-from toolkit.hooks import SelectionPlugin
+from toolkit.api import Batch, Selection, SelectionPlugin
 
 
 class Options(BaseModel):

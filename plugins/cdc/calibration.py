@@ -12,8 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from plugins.cdc.losses import minicluster_targets, negative_entropy, soft_cross_entropy
-from toolkit.context import Batch, RunContext
-from toolkit.hooks import CalibrationPlugin
+from toolkit.api import Batch, CalibrationPlugin, RunContext
 from toolkit.ops.kmeans import kmeans
 
 

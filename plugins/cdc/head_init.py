@@ -9,9 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from plugins.cdc.prototypes import group_means, prototypes, separate
-from toolkit.context import RunContext
-from toolkit.errors import PluginError
-from toolkit.hooks import HeadInitPlugin
+from toolkit.api import HeadInitPlugin, PluginError, RunContext
 
 STAGE = "head_init"
 

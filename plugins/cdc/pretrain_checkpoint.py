@@ -12,10 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from plugins.cdc.keymap import check, map_keys, unwrap
-from toolkit.checkpoint import load_safe
-from toolkit.context import RunContext
-from toolkit.errors import PluginError
-from toolkit.hooks import PretrainPlugin, PretrainResult
+from toolkit.api import PluginError, PretrainPlugin, PretrainResult, RunContext, load_safe
 
 
 class Options(BaseModel):

@@ -5,9 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from toolkit.context import RunContext
-from toolkit.errors import PluginError
-from toolkit.hooks import HeadInitPlugin
+from toolkit.api import HeadInitPlugin, PluginError, RunContext
 
 
 class FromPretrainHeadInit(HeadInitPlugin):

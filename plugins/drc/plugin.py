@@ -15,10 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from plugins.drc.loss import drc_loss
-from toolkit.context import RunContext
-from toolkit.device import autocast
-from toolkit.errors import TrainingError
-from toolkit.hooks import PretrainPlugin, PretrainResult
+from toolkit.api import PretrainPlugin, PretrainResult, RunContext, TrainingError, autocast
 
 DRC_SALT = 5
 

@@ -11,9 +11,7 @@ from typing import Any
 import torch
 
 from plugins.gcc.ddpm import ConditionalDDPM, to_unit_range
-from toolkit.context import RunContext
-from toolkit.device import autocast
-from toolkit.errors import TrainingError
+from toolkit.api import RunContext, TrainingError, autocast
 
 GENERATOR_SALT = 51
 

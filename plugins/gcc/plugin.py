@@ -19,10 +19,8 @@ from plugins.gcc.losses import loss_cwm, loss_d, loss_ml
 from plugins.gcc.options import Options
 from plugins.gcc.pool import Pool, pool_counts
 from plugins.gcc.schedule import make_betas
-from toolkit.context import Batch, EpochState, RunContext
+from toolkit.api import Batch, EpochState, GenerationPlugin, RunContext, autocast
 from toolkit.data.views import AugmentConfig
-from toolkit.device import autocast
-from toolkit.hooks import GenerationPlugin
 
 POOL_SALT = 52
 DRAW_SALT = 53

@@ -9,11 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from plugins.simclr.loss import nt_xent
-from toolkit.context import RunContext
+from toolkit.api import PretrainPlugin, PretrainResult, RunContext, TrainingError, autocast
 from toolkit.data.views import AugmentConfig
-from toolkit.device import autocast
-from toolkit.errors import TrainingError
-from toolkit.hooks import PretrainPlugin, PretrainResult
 
 PRETRAIN_SALT = 1
 

@@ -12,8 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from plugins.spice.prototype import double_softmax_ce, entropy_penalty, head_score, prototype_labels
-from toolkit.context import RunContext
-from toolkit.hooks import HeadInitPlugin
+from toolkit.api import HeadInitPlugin, RunContext
 
 HEAD_INIT_SALT = 2
 STAGE = "head_init"

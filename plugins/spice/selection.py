@@ -15,8 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from plugins.spice.reliable import consistency_ratio, neighbours, reliable_mask
-from toolkit.context import Batch, EpochState, RunContext, Selection
-from toolkit.hooks import SelectionPlugin
+from toolkit.api import Batch, EpochState, RunContext, Selection, SelectionPlugin
 
 RELIABLE_SALT = 4
 

@@ -58,7 +58,7 @@ def build_timm(name: str, in_channels: int, weights: str | None = None) -> nn.Mo
 def load_weights(model: nn.Module, path: Path) -> None:
     """Load a local state dict (.safetensors, or a torch file read with weights_only=True), strictly
     except for classifier keys, and say exactly which keys did not match."""
-    from toolkit.checkpoint import load_safe
+    from toolkit.files import load_safe
 
     if not path.is_file():
         raise UserError(f"[model] weights: file not found: {path}")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from toolkit.context import Batch
-from toolkit.plugins import load
+from toolkit.api import Batch
+from toolkit.registry.entry_points import load
 from toolkit_topk.selection import Options, TopKPerCluster
 
 

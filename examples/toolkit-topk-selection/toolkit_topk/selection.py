@@ -9,8 +9,7 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from toolkit.context import Batch, Selection
-from toolkit.hooks import SelectionPlugin
+from toolkit.api import Batch, Selection, SelectionPlugin
 
 
 class Options(BaseModel):

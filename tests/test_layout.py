@@ -1,0 +1,89 @@
+"""The house rules of the code base, read from the source: rooms of the core import each other one way only,
+the core never imports a plugin, and plugins reach the core only through its public rooms."""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+#: The core rooms a plugin may import: the plugin API and the public helpers (data sets and views,
+#: backbones and heads, k-means / kNN / matching).
+PLUGIN_ROOMS = {"toolkit", "toolkit.api", "toolkit.data", "toolkit.nn", "toolkit.ops"}
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module `path` imports, at any depth, except under `if TYPE_CHECKING:`."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+                   for n in ast.walk(node)}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+    return found
+
+
+def _room(module: str) -> str:
+    """toolkit.run.engine -> run; toolkit.metrics -> metrics; toolkit -> toolkit."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _core_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = defaultdict(set)
+    for path in (ROOT / "toolkit").rglob("*.py"):
+        rel = path.relative_to(ROOT / "toolkit")
+        source = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+        for module in _imports(path):
+            if module.startswith("toolkit.") and _room(module) != source:
+                graph[source].add(_room(module))
+    return graph
+
+
+def _cycle_through(graph: dict[str, set[str]], start: str) -> list[str] | None:
+    stack = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        node, path = stack.pop()
+        for nxt in graph.get(node, ()):
+            if nxt == start:
+                return path + [start]
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, path + [nxt]))
+    return None
+
+
+def test_core_rooms_have_no_import_circles() -> None:
+    graph = _core_graph()
+    circles = [c for room in sorted(graph) if (c := _cycle_through(graph, room))]
+    assert not circles, "import circles between rooms of toolkit/: " + "; ".join(" -> ".join(c) for c in circles)
+
+
+def test_the_circle_check_finds_a_circle() -> None:
+    assert _cycle_through({"run": {"track"}, "track": {"run"}}, "run") == ["run", "track", "run"]
+    assert _cycle_through({"run": {"api"}, "api": set()}, "run") is None
+
+
+def test_core_never_imports_a_plugin() -> None:
+    offenders = [f"{p.relative_to(ROOT)}: {m}" for p in (ROOT / "toolkit").rglob("*.py") for m in _imports(p)
+                 if m.split(".")[0] in {"plugins", "deepclust_plugins"}]
+    assert not offenders
+
+
+def test_plugins_import_only_the_public_rooms_of_the_core() -> None:
+    sources = [*(ROOT / "plugins").rglob("*.py"),
+               *(p for p in (ROOT / "examples").rglob("*.py") if "tests" not in p.parts and "build" not in p.parts)]
+    assert len(sources) > 20
+    offenders = []
+    for path in sources:
+        for module in _imports(path):
+            if module.split(".")[0] == "toolkit" and ".".join(module.split(".")[:2]) not in PLUGIN_ROOMS:
+                offenders.append(f"{path.relative_to(ROOT)}: {module}")
+    assert not offenders, "plugins must import toolkit.api (or toolkit.data/nn/ops): " + "; ".join(offenders)

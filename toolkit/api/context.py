@@ -1,0 +1,265 @@
+"""The data plugins receive: unlabeled images, batches, per-epoch state. No ground truth anywhere.
+
+Labels live only in the engine's evaluation path; these types have no field that could carry them,
+so a plugin cannot reach them during training (tests/test_no_label_leak.py checks this).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Iterator
+
+import torch
+from torch import nn
+
+from toolkit.files import load_safe, save_atomic
+from toolkit.data.base import ImageShape
+
+if TYPE_CHECKING:
+    from toolkit.data.views import AugmentConfig, BatchView
+    from toolkit.run.events import EventBus
+
+
+@dataclass(frozen=True)
+class UnlabeledImages(ImageShape):
+    """The training images as plugins see them: uint8 [N, C, H, W], no labels."""
+
+    images: torch.Tensor
+    name: str
+
+
+class PluginEvents:
+    """What plugins may do with the event bus: emit. The observers (which include the engine's
+    ground-truth probe and the tracker) stay private, so no attribute path leads a plugin to labels."""
+
+    def __init__(self, bus: "EventBus") -> None:
+        self._bus = bus
+
+    def emit(self, event: str, **kwargs: object) -> None:
+        self._bus.emit(event, **kwargs)
+
+
+@dataclass
+class Views:
+    """The three views of an image batch: raw (normalise only), weak and strong augmentation."""
+
+    raw: "BatchView"
+    weak: "BatchView"
+    strong: "BatchView"
+
+    def get(self, name: str) -> "BatchView":
+        return getattr(self, name)
+
+    def custom(self, cfg: "AugmentConfig") -> "BatchView":
+        """A plugin's own augmentation, normalised like the other views (e.g. a pretext's pair view that
+        should be stronger than the self-labeling stage's strong view)."""
+        from toolkit.data.views import BatchView
+
+        return BatchView(cfg, self.raw.mean.tolist(), self.raw.std.tolist())
+
+
+@dataclass
+class RunContext:
+    """Everything a plugin may use: data without labels, views, device, seed, logging.
+
+    `build_backbone()` makes a fresh backbone as [model] describes; `build_head(feature_dim)` makes the
+    clustering head in the recipe's shape (head-init plugins should fill one of these, so that a
+    resumed run can rebuild it).
+    """
+
+    data: UnlabeledImages
+    num_clusters: int
+    device: torch.device
+    seed: int
+    views: Views
+    events: "PluginEvents"
+    build_backbone: Callable[[], nn.Module]
+    build_head: Callable[[int], nn.Module]
+    batch_size: int = 256
+    #: Where long plugin stages keep their resume points (None: no resume points, e.g. in `predict`).
+    checkpoint_dir: Path | None = None
+    #: Where plugins write files worth keeping with the run (figures, samples); None: nowhere.
+    artifact_dir: Path | None = None
+    _last_save: dict[str, float] = field(default_factory=dict, repr=False)
+
+    def generator(self, *salt: int) -> torch.Generator:
+        """A CPU generator seeded from the run seed and a salt (stage, epoch): same salt, same draws.
+
+        Seeding per epoch (not one stream for the run) is what makes resumed runs match exactly.
+        """
+        g = torch.Generator()
+        value = self.seed
+        for s in salt:
+            value = (value * 1_000_003 + int(s)) % (2**63 - 1)
+        g.manual_seed(value)
+        return g
+
+    def batches(self, generator: torch.Generator, batch_size: int | None = None, shuffle: bool = True,
+                drop_last: bool = False) -> Iterator[torch.Tensor]:
+        """Yield index tensors over the data set (shuffled with `generator`)."""
+        n = len(self.data)
+        bs = batch_size or self.batch_size
+        order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+        stop = n - (n % bs) if drop_last and n >= bs else n
+        for start in range(0, stop, bs):
+            yield order[start:start + bs]
+
+    def images(self, index: torch.Tensor) -> torch.Tensor:
+        """uint8 images for `index`, on the run's device.
+
+        Device-resident data ([train] data_on_device) is gathered there; host data is gathered into
+        pinned memory first, so the copy to a GPU is truly non-blocking.
+        """
+        source = self.data.images
+        batch = source[index.to(source.device, non_blocking=True)]
+        if self.device.type == "cuda" and batch.device.type == "cpu":
+            batch = batch.pin_memory()
+        return batch.to(self.device, non_blocking=True)
+
+    def view(self, name: str, index: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Float view `name` (raw/weak/strong) of the images at `index`, on the device."""
+        return self.views.get(name)(self.images(index), generator)
+
+    @torch.no_grad()
+    def encode(self, module: nn.Module, view: str = "raw", batch_size: int | None = None) -> torch.Tensor:
+        """Run `module` over every image (eval mode, given view) and return stacked outputs on the device."""
+        was_training = module.training
+        module.eval()
+        outs = []
+        for index in self.batches(torch.Generator().manual_seed(0), batch_size or 1024, shuffle=False):
+            outs.append(module(self.view(view, index)).float())
+        module.train(was_training)
+        return torch.cat(outs)
+
+    def resume_point(self, stage: str) -> dict | None:
+        """What `save_point(stage, ...)` last saved in this output folder, when the run is being resumed
+        (None otherwise). Read with weights_only=True; holds "epoch" plus the plugin's own entries."""
+        if self.checkpoint_dir is None:
+            return None
+        path = self.checkpoint_dir / f"{stage}.pt"
+        return load_safe(path) if path.is_file() else None
+
+    def save_point(self, stage: str, epoch: int, state: dict, final: bool = False) -> None:
+        """Atomically save a long stage's state after `epoch`, so `--resume` continues inside the stage.
+
+        Writes at most every TOOLKIT_STAGE_CHECKPOINT_SECONDS (default 30) and always when `final`:
+        resumed runs stay exact whichever epoch was saved, because every epoch's draws are seeded.
+        """
+        if self.checkpoint_dir is None:
+            return
+        every = float(os.environ.get("TOOLKIT_STAGE_CHECKPOINT_SECONDS", "30"))
+        now = time.monotonic()
+        if not final and now - self._last_save.setdefault(stage, now) < every:
+            return
+        save_atomic({"epoch": epoch, **state}, self.checkpoint_dir / f"{stage}.pt")
+        self._last_save[stage] = now
+
+    def log_epoch(self, stage: str, epoch: int, metrics: dict[str, float]) -> None:
+        """Report a finished epoch of a plugin-owned stage (progress bars, MLflow, Ray Tune listen)."""
+        self.events.emit("on_epoch_end", stage=stage, epoch=epoch, metrics=metrics, state=None)
+
+    def log_artifact(self, path: Path, artifact_path: str = "") -> None:
+        """Attach a file the plugin wrote (under `artifact_dir`) to the run: MLflow stores a copy."""
+        self.events.emit("on_artifact", path=Path(path), artifact_path=artifact_path)
+
+    def warn(self, message: str) -> None:
+        self.events.emit("on_warning", message=message)
+
+    def publish_labels(self, stage: str, epoch: int, name: str, index: torch.Tensor, labels: torch.Tensor) -> None:
+        """Report pseudo-labels with their data-set positions (e.g. prototype or reliable labels).
+
+        Where ground truth exists the engine logs their accuracy as `<name>_acc` of that stage and
+        epoch (cluster ids matched to classes on the published pairs). Nothing comes back to the plugin.
+        """
+        self.events.emit("on_pseudo_labels", stage=stage, epoch=epoch, name=name,
+                         index=index.detach().long().cpu(), labels=labels.detach().long().cpu())
+
+
+@dataclass
+class Batch:
+    """One training batch: its data-set positions, views, and the clustering head's outputs.
+
+    Both logits carry the gradient (detach `logits_weak` when using it as a target); `confidence` is the
+    calibration plugin's probabilities on the weak view, without gradient. Extra views' features are
+    computed lazily, without gradient, through `features_of`.
+    """
+
+    index: torch.Tensor
+    epoch: int
+    step: int
+    weak: torch.Tensor
+    strong: torch.Tensor
+    features_weak: torch.Tensor
+    features_strong: torch.Tensor
+    logits_weak: torch.Tensor
+    logits_strong: torch.Tensor
+    _raw_fn: Callable[[], torch.Tensor] = field(repr=False, default=None)  # type: ignore[assignment]
+    _encode_fn: Callable[[torch.Tensor], torch.Tensor] = field(repr=False, default=None)  # type: ignore[assignment]
+    confidence: torch.Tensor | None = None
+    _cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])
+
+    @property
+    def raw(self) -> torch.Tensor:
+        if "raw" not in self._cache:
+            self._cache["raw"] = self._raw_fn()
+        return self._cache["raw"]
+
+    def features_of(self, view: str, grad: bool = False) -> torch.Tensor:
+        """Backbone features of a view ('raw', 'weak' or 'strong').
+
+        Without `grad` (the default) they are detached, so a loss on them never reaches the backbone
+        (stop-gradient, as CDC's calibration head needs); with `grad=True` the backbone is trained too.
+        """
+        if view in ("weak", "strong"):
+            feats = self.features_weak if view == "weak" else self.features_strong
+            return feats if grad else feats.detach()
+        key = f"features_{view}_{'grad' if grad else 'nograd'}"
+        if key not in self._cache:
+            images = self.raw if view == "raw" else getattr(self, view)
+            if grad:
+                self._cache[key] = self._encode_fn(images).float()
+            else:
+                with torch.no_grad():
+                    self._cache[key] = self._encode_fn(images).float()
+        return self._cache[key]
+
+
+@dataclass
+class EpochState:
+    """Whole-data-set view at the start of an epoch: raw-view features and both heads' probabilities.
+
+    `classify(images)` gives the clustering head's probabilities for normalised images (eval mode,
+    no gradient), e.g. to check what the current model makes of generated samples.
+    """
+
+    epoch: int
+    features: torch.Tensor
+    probs: torch.Tensor
+    confidence: torch.Tensor
+    classify: Callable[[torch.Tensor], torch.Tensor] | None = field(default=None, repr=False)
+
+
+@dataclass
+class Selection:
+    """Which batch rows get which pseudo-label, with what weight, for a named loss term.
+
+    `index` indexes the batch rows; the loss is cross-entropy of the clustering head's logits on `view`.
+    `normalize`: 'selected' averages over the selected rows, 'batch' over the whole batch (FixMatch).
+    """
+
+    index: torch.Tensor
+    labels: torch.Tensor
+    weights: torch.Tensor | None = None
+    view: str = "strong"
+    name: str = "cluster"
+    normalize: str = "selected"
+    scale: float = 1.0
+
+    def __len__(self) -> int:
+        return int(self.index.shape[0])

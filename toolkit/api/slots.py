@@ -1,0 +1,170 @@
+"""The contracts of the five hook points. A plugin subclasses one of these and declares its options.
+
+Each slot gets explicit inputs and returns explicit outputs (pretrain -> backbone; head-init -> head;
+selection -> Selection; calibration -> probabilities and losses; generation -> losses). Plugins never
+receive the engine itself, so data flow stays visible, and never receive ground-truth labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+from torch import nn
+
+from toolkit.api.context import Batch, EpochState, RunContext, Selection
+
+SLOTS: tuple[str, ...] = ("pretrain", "head_init", "selection", "calibration", "generation")
+
+
+class NoOptions(BaseModel):
+    """Options model of a plugin that takes none (any key is then an error)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Plugin:
+    """Common base: an options model, trainable modules, and resumable state.
+
+    `Options` is a pydantic model with extra="forbid", so a typo in a recipe is caught at validation.
+    `api_version` is the range of toolkit.API_VERSION the plugin was written against.
+    """
+
+    slot: ClassVar[str] = ""
+    #: The entry-point name the recipe used (set when the plugin is built from a recipe).
+    name: str = ""
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    api_version: ClassVar[str] = ">=1.0,<2.0"
+
+    def __init__(self, options: BaseModel | None = None) -> None:
+        self.options = options if options is not None else self.Options()
+
+    def modules(self) -> dict[str, nn.Module]:
+        """Trainable modules owned by the plugin: added to the optimizer and to checkpoints."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Extra (non-module) state to checkpoint, for exact resume."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what state_dict() returned."""
+
+
+@dataclass
+class PretrainResult:
+    """A trained backbone, optionally with a clustering head (one-stage methods such as DRC)."""
+
+    backbone: nn.Module
+    head: nn.Module | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class PretrainPlugin(Plugin):
+    """Slot `toolkit.pretrain`: how the backbone gets its representation.
+
+    Called once per run (the engine caches the result by a hash of the recipe's data, model and
+    pretrain sections plus the data's content). `backbone` is freshly built from [model]; return it
+    trained. Report per-epoch losses with `ctx.log_epoch("pretrain", epoch, {...})`.
+    """
+
+    slot = "pretrain"
+    #: False for plugins whose result must not be cached (e.g. `none`, which does no work).
+    cacheable: ClassVar[bool] = True
+    #: True for plugins that also return the clustering head (then its shape keys the cache).
+    makes_head: ClassVar[bool] = False
+
+    def num_epochs(self) -> int | None:
+        """Epoch count, for progress bars (None when unknown)."""
+        return getattr(self.options, "epochs", None)
+
+    def pretrain(self, ctx: RunContext, backbone: nn.Module) -> PretrainResult:
+        raise NotImplementedError
+
+
+class HeadInitPlugin(Plugin):
+    """Slot `toolkit.head_init`: how the clustering head starts.
+
+    `features` are the backbone's raw-view features of every training image [N, D] on ctx.device
+    (backbone in eval mode). `pretrained_head` is what the pretrain plugin returned, if anything.
+    Return a module mapping features [B, D] to logits [B, num_clusters].
+    """
+
+    slot = "head_init"
+
+    def init_head(self, ctx: RunContext, backbone: nn.Module, features: torch.Tensor,
+                  pretrained_head: nn.Module | None) -> nn.Module:
+        raise NotImplementedError
+
+
+class SelectionPlugin(Plugin):
+    """Slot `toolkit.selection`: which samples get which pseudo-label, per batch.
+
+    `on_epoch_start` sees the whole data set's features and probabilities (e.g. for kNN consistency);
+    `select` returns one Selection, or several (one per loss term, e.g. reliable CE + consistency).
+    `batch.confidence` holds the calibration plugin's probabilities on the weak view.
+    """
+
+    slot = "selection"
+
+    def on_epoch_start(self, ctx: RunContext, state: EpochState) -> None:
+        """Called before each self-labeling epoch."""
+
+    def select(self, batch: Batch) -> Selection | list[Selection]:
+        raise NotImplementedError
+
+
+class CalibrationPlugin(Plugin):
+    """Slot `toolkit.calibration`: how confidence is made honest.
+
+    `setup` receives the clustering head (a calibration head may copy it). `confidence` gives the
+    probabilities selection trusts (weak view); `loss` adds calibration terms (already weighted);
+    `predict` turns features and clustering logits of any images into the final probabilities.
+    """
+
+    slot = "calibration"
+    #: True when `predict` differs from the clustering head's softmax (then both heads are reported).
+    separate_prediction: ClassVar[bool] = False
+
+    def setup(self, ctx: RunContext, head: nn.Module, feature_dim: int) -> None:
+        self.head = head
+
+    def confidence(self, batch: Batch) -> torch.Tensor:
+        return batch.logits_weak.detach().float().softmax(dim=1)
+
+    def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return {}
+
+    def predict(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        return logits.float().softmax(dim=1)
+
+
+class GenerationPlugin(Plugin):
+    """Slot `toolkit.generation`: whether and how synthetic samples join training.
+
+    `on_epoch_start` may (re)train a generator on the current pseudo-labels (`state.confidence`);
+    `loss` returns extra weighted loss terms computed from generated samples for this batch, using
+    `forward(images) -> (features, logits)` of the current backbone + clustering head.
+    """
+
+    slot = "generation"
+
+    def setup(self, ctx: RunContext, head: nn.Module, feature_dim: int) -> None:
+        self.head = head
+
+    def on_epoch_start(self, ctx: RunContext, state: EpochState) -> None:
+        """Called before each self-labeling epoch."""
+
+    def loss(self, batch: Batch, forward: Any) -> dict[str, torch.Tensor]:
+        return {}
+
+
+SLOT_BASES: dict[str, type[Plugin]] = {
+    "pretrain": PretrainPlugin,
+    "head_init": HeadInitPlugin,
+    "selection": SelectionPlugin,
+    "calibration": CalibrationPlugin,
+    "generation": GenerationPlugin,
+}

@@ -1,0 +1,61 @@
+"""Files a finished run leaves in its output folder (and the tracker uploads to MLflow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from toolkit.files import save_atomic
+from toolkit.metrics import map_predictions
+from toolkit.run.checkpoints import plugin_modules
+from toolkit.run.folder import RunFolder
+from toolkit.run.figures import confusion_matrix_png, reliability_diagram_png
+
+if TYPE_CHECKING:
+    from toolkit.run.checkpoints import TrainState
+    from toolkit.run.evaluation import Predictions
+    from toolkit.recipe.loading import Recipe
+
+
+def write_artifacts(output_dir: Path, recipe: "Recipe", state: "TrainState", preds: "Predictions",
+                    labels: np.ndarray | None, summary: dict[str, Any], meta: dict[str, Any]) -> list[Path]:
+    """recipe.toml (resolved), summary.json, final checkpoint, and plots when labels exist.
+
+    `meta` (input shape, normalisation, cluster count) goes into the final checkpoint, so that
+    `toolkit predict` can rebuild the model for new images without the training data.
+    """
+    folder = RunFolder(output_dir)
+    written = [folder.recipe]
+    written[0].write_text(recipe.to_toml(), encoding="utf-8")
+    written.append(save_atomic({"backbone": state.models.backbone.state_dict(), "head": state.models.head.state_dict(),
+                                "plugin_modules": plugin_modules(state.plugins),
+                                "plugin_state": {s: p.state_dict() for s, p in state.plugins.items()},
+                                "num_clusters": int(preds.final.shape[1]), "epoch": state.epoch, "meta": meta},
+                               folder.final_checkpoint))
+    probs = preds.final.cpu().numpy()
+    pred = probs.argmax(1)
+    np.save(folder.predictions, pred)
+    written.append(folder.predictions)
+    if labels is not None:
+        correct = map_predictions(pred, labels, n_pred=probs.shape[1]) == labels
+        written.append(reliability_diagram_png(probs.max(1), correct, folder.file("reliability.png"),
+                                               title=recipe.experiment.name))
+        written.append(confusion_matrix_png(pred, labels, folder.file("confusion.png"), title=recipe.experiment.name))
+        if summary.get("clu_acc") is not None:
+            clu = preds.probs.cpu().numpy()
+            clu_correct = map_predictions(clu.argmax(1), labels, n_pred=clu.shape[1]) == labels
+            written.append(reliability_diagram_png(clu.max(1), clu_correct, folder.file("reliability_clu.png"),
+                                                   title=f"{recipe.experiment.name} (clustering head)"))
+    path = folder.summary
+    path.write_text(json.dumps(summary, indent=2, default=_jsonable), encoding="utf-8")
+    written.append(path)
+    return written
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return str(value)

@@ -1,0 +1,57 @@
+"""What a self-labeling checkpoint holds (`TrainState`) and the observer that writes it after every epoch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from toolkit.api.slots import Plugin
+from toolkit.files import save_atomic
+from toolkit.run.events import Observer
+from toolkit.run.self_label import Models
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue after a completed epoch (what checkpoints hold)."""
+
+    epoch: int
+    models: Models
+    optimizer: torch.optim.Optimizer
+    plugins: dict[str, Plugin]
+    history: list[dict[str, float]]
+    run_id: str | None = None
+    #: Latest accuracies of published pseudo-labels (engine-side, from ground truth; evaluation only).
+    label_metrics: dict[str, float] = field(default_factory=dict)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "backbone": self.models.backbone.state_dict(),
+            "head": self.models.head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "plugin_modules": plugin_modules(self.plugins),
+            "plugin_state": {s: p.state_dict() for s, p in self.plugins.items()},
+            "history": self.history,
+            "mlflow_run_id": self.run_id,
+            "label_metrics": dict(self.label_metrics),
+        }
+
+
+def plugin_modules(plugins: dict[str, Plugin]) -> dict[str, dict[str, Any]]:
+    """Every plugin's trainable modules' state dicts, by slot and module name."""
+    return {s: {n: m.state_dict() for n, m in p.modules().items()} for s, p in plugins.items()}
+
+
+class CheckpointWriter(Observer):
+    """Observer: after each self-labeling epoch, atomically rewrite the run folder's last checkpoint."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict[str, float], state: Any) -> None:
+        if stage == "self_label" and state is not None:
+            save_atomic(state.state_dict(), self.path)

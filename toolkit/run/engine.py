@@ -1,0 +1,397 @@
+"""Runs one recipe end to end: data -> pretrain -> encode -> head-init -> self-labeling -> evaluation.
+
+The engine owns the order of stages and the training loop; what happens inside each stage belongs to
+the plugin chosen for its slot. Ground-truth labels stay here, used for evaluation only.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from toolkit.run import backbone_cache as cache
+from toolkit.run.speed import Speed
+from toolkit.files import load_safe
+from toolkit.run.checkpoints import CheckpointWriter, TrainState
+from toolkit.run.folder import RunFolder
+from toolkit.api.context import EpochState, PluginEvents, RunContext, UnlabeledImages, Views
+from toolkit.data.base import DataSplits, ImageData
+from toolkit.data.registry import load_data
+from toolkit.data.views import BatchView, channel_stats
+from toolkit.run.device import resolve_device
+from toolkit.run.parallel import DataParallel, is_main
+from toolkit.errors import CheckpointMismatch, RecipeError, TrainingError, UserError
+from toolkit.run.evaluation import Predictions, predict, score
+from toolkit.run.events import EventBus, Observer
+from toolkit.run.guard import plugin_call
+from toolkit.api.slots import SLOTS, CalibrationPlugin, GenerationPlugin, HeadInitPlugin, Plugin, PretrainPlugin, SelectionPlugin
+from toolkit.run.self_label import Models, Probe, train_epoch
+from toolkit.nn.backbones import build_backbone
+from toolkit.nn.heads import ClusterHead
+from toolkit.metric_names import HEADLINE_METRICS
+from toolkit.ops.matching import hungarian_map
+from toolkit.registry.entry_points import find
+from toolkit.run.label_probe import PseudoLabelProbe
+from toolkit.recipe.loading import Recipe
+
+
+
+@dataclass
+class RunInfo:
+    """What observers learn at the start of a run; the tracker fills in `mlflow_run_id`."""
+
+    recipe: Recipe
+    output_dir: Path
+    device: torch.device
+    plugins: dict[str, dict[str, str]]
+    num_clusters: int
+    n_train: int
+    n_eval: int
+    has_labels: bool
+    resume_run_id: str | None = None
+    mlflow_run_id: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+class Engine:
+    """One run of one recipe. Construct, then call `run()`; returns the summary dict."""
+
+    def __init__(self, recipe: Recipe, output_dir: str | Path, *, device: str | None = None,
+                 observers: list[Observer] | None = None, resume: bool = False) -> None:
+        self.recipe = recipe
+        self.cfg = recipe.config
+        self.output_dir = Path(output_dir)
+        self.folder = RunFolder(self.output_dir)
+        self.device_name = device or self.cfg.experiment.device
+        # Data-parallel ranks other than 0 write nothing: no checkpoints, artifacts, run state or cache.
+        self.main = is_main()
+        self.parallel: DataParallel | None = None  # set in run() when a process group is running
+        # The checkpoint writer listens first, so observers that fail (or interrupt) come after it.
+        writers: list[Observer] = [CheckpointWriter(self.folder.last_checkpoint)] if self.main else []
+        self.events = EventBus([*writers, *(observers or [])])
+        self.resume = resume
+        self.label_probe: PseudoLabelProbe | None = None  # accuracy of labels plugins publish
+        self.speed: Speed | None = None  # [train] compile / channels_last, resolved in run()
+
+    # ----------------------------------------------------------------------------------- set-up
+    def _load_data(self) -> DataSplits:
+        return load_data(self.cfg.data, self.cfg.experiment.protocol, self.cfg.experiment.seed)
+
+    def _num_clusters(self, train: ImageData) -> int:
+        k = self.cfg.data.num_clusters or train.num_classes
+        if not k:
+            raise RecipeError("required when the data set has no labels (how many clusters to find)",
+                              file=self.recipe.source, section="data", key="num_clusters")
+        return int(k)
+
+    def _views(self, train: ImageData) -> Views:
+        mean, std = channel_stats(train.images)
+        return Views(raw=BatchView(None, mean, std), weak=BatchView(self.cfg.views.weak, mean, std),
+                     strong=BatchView(self.cfg.views.strong, mean, std))
+
+    def _plugin_info(self) -> dict[str, dict[str, str]]:
+        out = {}
+        for slot in SLOTS:
+            name = getattr(self.cfg, slot).method
+            info = find(slot, name)
+            out[slot] = {"name": name, "distribution": info.distribution, "version": info.version}
+        return out
+
+    def _previous_state(self) -> tuple[dict[str, Any] | None, str | None]:
+        state_file = self.folder.state
+        if not self.resume:
+            return None, None
+        if not state_file.is_file():
+            raise UserError(f"--resume: {self.output_dir} holds no earlier run ({state_file.name} missing); "
+                            "pass the --output-dir of the interrupted run")
+        run_state = json.loads(state_file.read_text())
+        ckpt_path = self.folder.last_checkpoint
+        ckpt = load_safe(ckpt_path) if ckpt_path.is_file() else None
+        return ckpt, run_state.get("mlflow_run_id")
+
+    # ------------------------------------------------------------------------------------- run
+    def run(self) -> dict[str, Any]:
+        start = time.perf_counter()
+        exp = self.cfg.experiment
+        device = resolve_device(self.device_name)
+        self.parallel = DataParallel.start(device)
+        seed_everything(exp.seed)
+        splits = self._load_data()
+        train, test = splits.train, splits.test
+        evalset = test if test is not None else train
+        k = self._num_clusters(train)
+        views = self._views(train)
+        model_cfg = self.cfg.model
+        backbone_cfg = model_cfg.backbone_config()
+        tcfg = self.cfg.train
+        self.speed = speed = Speed(device, tcfg.channels_last, tcfg.compile)
+        nbytes = train.images.nbytes + (test.images.nbytes if test is not None else 0)
+        data_device = speed.data_device(tcfg.data_on_device, nbytes)
+
+        def new_backbone() -> nn.Module:
+            return speed.prepare(build_backbone(backbone_cfg, train.channels, train.image_size).to(device), self._warn)
+
+        def new_head(feature_dim: int) -> nn.Module:
+            return ClusterHead(feature_dim, k, model_cfg.head_hidden_dim).to(device)
+
+        ctx = RunContext(UnlabeledImages(train.images.to(data_device), train.name), k, device, exp.seed, views, PluginEvents(self.events),
+                         new_backbone, new_head, self.cfg.train.batch_size,
+                         checkpoint_dir=self.folder.stage_points if self.main else None,
+                         artifact_dir=self.folder.artifacts if self.main else None)
+        plugins: dict[str, Plugin] = {slot: self.recipe.build_plugin(slot) for slot in SLOTS}
+        ckpt, resume_run_id = self._previous_state()
+        if not self.resume and self.main:  # resume points of an earlier run in this folder must not leak into a new one
+            shutil.rmtree(self.folder.stage_points, ignore_errors=True)
+        if self.main:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        info = RunInfo(self.recipe, self.output_dir, device, self._plugin_info(), k, len(train), len(evalset),
+                       evalset.labels is not None, resume_run_id)
+        info.tags["data_device"] = str(data_device)
+        self.events.start_run(info)
+        self._write_run_state(info, "running")
+        try:
+            summary = self._stages(ctx, info, plugins, train, evalset, ckpt, start)
+        except BaseException as exc:
+            self._write_run_state(info, "failed")
+            self.events.emit_exception(exc)
+            raise
+        self._write_run_state(info, "finished")
+        return summary
+
+    def _warn(self, message: str) -> None:
+        self.events.emit("on_warning", message=message)
+
+    def _write_run_state(self, info: RunInfo, status: str) -> None:
+        if not self.main:
+            return
+        state = {"mlflow_run_id": info.mlflow_run_id, "status": status, "recipe": self.recipe.source}
+        self.folder.state.write_text(json.dumps(state, indent=2))
+
+    def _stages(self, ctx: RunContext, info: RunInfo, plugins: dict[str, Plugin], train: ImageData,
+                evalset: ImageData, ckpt: dict[str, Any] | None, start: float) -> dict[str, Any]:
+        tcfg = self.cfg.train
+        if train.labels is not None and self.label_probe is None:
+            self.label_probe = PseudoLabelProbe(train.labels, self.events)
+            self.events.add(self.label_probe)
+        backbone, pretrained_head = self._pretrain(ctx, plugins["pretrain"], train, info)
+        if self.speed is not None:  # a pretrain plugin may return a module it built itself
+            backbone = self.speed.prepare(backbone, self._warn)
+        head_init: HeadInitPlugin = plugins["head_init"]  # type: ignore[assignment]
+        if ckpt is not None:
+            head = ctx.build_head(_feature_dim(backbone, ctx))
+        else:
+            seed_everything(ctx.seed + 2)  # same draws whether the backbone came from the cache or not
+            self.events.emit("on_stage_start", stage="head_init", total=None)
+            features = ctx.encode(backbone)
+            with plugin_call("head_init", head_init):
+                head = head_init.init_head(ctx, backbone, features, pretrained_head).to(ctx.device)
+            self.events.emit("on_stage_end", stage="head_init")
+        feature_dim = _feature_dim(backbone, ctx)
+        calibration: CalibrationPlugin = plugins["calibration"]  # type: ignore[assignment]
+        generation: GenerationPlugin = plugins["generation"]  # type: ignore[assignment]
+        selection: SelectionPlugin = plugins["selection"]  # type: ignore[assignment]
+        with plugin_call("setup", calibration):
+            calibration.setup(ctx, head, feature_dim)
+        with plugin_call("setup", generation):
+            generation.setup(ctx, head, feature_dim)
+        models = Models(backbone, head, tcfg.freeze_backbone)
+        optimizer = self._optimizer(models, plugins)
+        state = TrainState(0, models, optimizer, plugins, [], info.mlflow_run_id,
+                           self.label_probe.latest if self.label_probe is not None else {})
+        if ckpt is not None:
+            self._restore(state, ckpt)
+        self._share(models, plugins)
+        train_labels = torch.as_tensor(train.labels, device=ctx.device) if train.labels is not None else None
+        probe = Probe(train_labels)
+        same_set = evalset is train
+        images = ctx.data.images  # on the device when [train] data_on_device put them there
+        eval_images = images if same_set else evalset.images.to(images.device)
+
+        def snapshot(epoch: int) -> tuple[EpochState, Predictions, dict[str, float]]:
+            preds = predict(images, ctx.views.raw, backbone, head, calibration, ctx.device)
+            eval_preds = preds if same_set else predict(eval_images, ctx.views.raw, backbone, head, calibration, ctx.device)
+            metrics = score(eval_preds, evalset.labels, calibration.separate_prediction)
+            if train.labels is not None:
+                mapping = hungarian_map(preds.final.argmax(1).cpu().numpy(), train.labels, n_pred=ctx.num_clusters)
+                probe.cluster_to_class = torch.as_tensor(mapping, device=ctx.device)
+            classify = _classifier(backbone, head, ctx.device)
+            return EpochState(epoch, preds.features, preds.probs, preds.final, classify), eval_preds, metrics
+
+        epoch_state, eval_preds, metrics = snapshot(state.epoch)
+        if state.epoch == 0:
+            self.events.emit("on_epoch_end", stage="self_label", epoch=0, metrics=metrics, state=None)
+        elif state.history:  # resumed: the last completed epoch's training figures belong in the summary too
+            metrics = {**{k: v for k, v in state.history[-1].items() if k != "epoch"}, **metrics}
+        self.events.emit("on_stage_start", stage="self_label", total=tcfg.epochs)
+        for epoch in range(state.epoch + 1, tcfg.epochs + 1):
+            seed_everything(ctx.seed * 1_000_003 + epoch)  # per-epoch seeding: resumed runs match exactly
+            with plugin_call("self_label", selection, epoch):
+                selection.on_epoch_start(ctx, epoch_state)
+            with plugin_call("self_label", generation, epoch):
+                generation.on_epoch_start(ctx, epoch_state)
+            try:
+                train_metrics = train_epoch(ctx, epoch, models, optimizer, selection, calibration, generation, probe,
+                                            tcfg.grad_clip)
+            except (TrainingError, UserError):
+                raise
+            except Exception as exc:
+                raise TrainingError(f"stage self_label, epoch {epoch}: {type(exc).__name__}: {exc}") from exc
+            epoch_state, eval_preds, metrics = snapshot(epoch)
+            metrics = {**train_metrics, **metrics}
+            state.epoch = epoch
+            state.history.append({"epoch": epoch, **metrics})
+            state.run_id = info.mlflow_run_id
+            self.events.emit("on_epoch_end", stage="self_label", epoch=epoch, metrics=metrics, state=state)
+        self.events.emit("on_stage_end", stage="self_label")
+        meta = {"mean": ctx.views.raw.mean.tolist(), "std": ctx.views.raw.std.tolist(), "channels": train.channels,
+                "image_size": list(train.image_size), "num_clusters": ctx.num_clusters, "feature_dim": feature_dim}
+        return self._finish(info, state, eval_preds, metrics, evalset, calibration, start, meta)
+
+    # --------------------------------------------------------------------------------- stages
+    def _pretrain(self, ctx: RunContext, plugin: Plugin, train: ImageData, info: RunInfo) -> tuple[nn.Module, nn.Module | None]:
+        assert isinstance(plugin, PretrainPlugin)
+        backbone = ctx.build_backbone()
+        key = cache.backbone_key(self.recipe.resolved(), train.fingerprint(), includes_head=plugin.makes_head)
+        cached = cache.load_cached(key) if plugin.cacheable else None
+        info.tags["pretrain_cache"] = "hit" if cached else ("miss" if plugin.cacheable else "off")
+        info.tags["pretrain_cache_key"] = key
+        if cached is not None:
+            backbone.load_state_dict(cached["backbone"])
+            head = None
+            if cached.get("head") is not None:
+                head = ctx.build_head(_feature_dim(backbone, ctx))
+                head.load_state_dict(cached["head"])
+            self.events.emit("on_warning", message=f"pretrain: reusing cached backbone {key}")
+            return backbone, head
+        self.events.emit("on_stage_start", stage="pretrain", total=plugin.num_epochs())
+        with plugin_call("pretrain", plugin):
+            result = plugin.pretrain(ctx, backbone)
+        self.events.emit("on_stage_end", stage="pretrain")
+        if plugin.cacheable and self.main:
+            cache.store(key, {"backbone": result.backbone.state_dict(),
+                              "head": result.head.state_dict() if result.head is not None else None})
+        return result.backbone.to(ctx.device), result.head
+
+    def _optimizer(self, models: Models, plugins: dict[str, Plugin]) -> torch.optim.Optimizer:
+        t = self.cfg.train
+        groups = [{"params": list(models.head.parameters()), "lr": t.lr}]
+        if not t.freeze_backbone:
+            groups.append({"params": list(models.backbone.parameters()),
+                           "lr": t.backbone_lr if t.backbone_lr is not None else t.lr})
+        for plugin in plugins.values():
+            for module in plugin.modules().values():
+                groups.append({"params": list(module.parameters()), "lr": t.lr})
+        groups = [g for g in groups if g["params"]]
+        if t.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+        cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+        return cls(groups, lr=t.lr, weight_decay=t.weight_decay)
+
+    def _share(self, models: Models, plugins: dict[str, Plugin]) -> None:
+        """Data-parallel: train through DDP wrappers from rank 0's weights (set-up ran replicated on every
+        rank); a frozen backbone is only copied. No-op in a single process."""
+        par = self.parallel
+        if par is None:
+            return
+        if models.freeze_backbone:
+            par.broadcast([models.backbone])
+        else:
+            models.train_backbone = par.wrap(models.backbone)
+        models.train_head = par.wrap(models.head)
+        par.share_plugin_modules([m for p in plugins.values() for m in p.modules().values()])
+        models.parallel = par
+
+    def _restore(self, state: TrainState, ckpt: dict[str, Any]) -> None:
+        try:
+            state.models.backbone.load_state_dict(ckpt["backbone"])
+            state.models.head.load_state_dict(ckpt["head"])
+            for slot, plugin in state.plugins.items():
+                mods = plugin.modules()
+                for name, sd in ckpt["plugin_modules"].get(slot, {}).items():
+                    mods[name].load_state_dict(sd)
+                plugin.load_state_dict(ckpt["plugin_state"].get(slot, {}))
+            state.optimizer.load_state_dict(ckpt["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointMismatch(f"{self.folder.last_checkpoint}: does not match this recipe "
+                                     f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        state.epoch = int(ckpt["epoch"])
+        state.history = list(ckpt["history"])
+        for key, value in ckpt.get("label_metrics", {}).items():  # published before the interruption
+            state.label_metrics.setdefault(key, value)
+        self.events.emit("on_warning", message=f"resuming after epoch {state.epoch}")
+
+    # -------------------------------------------------------------------------------- finish
+    def _finish(self, info: RunInfo, state: TrainState, preds: Predictions, metrics: dict[str, float],
+                evalset: ImageData, calibration: CalibrationPlugin, start: float, meta: dict[str, Any]) -> dict[str, Any]:
+        from toolkit.run.artifacts import write_artifacts  # plotting is only needed at the end
+
+        exp = self.cfg.experiment
+        summary: dict[str, Any] = {
+            "recipe": exp.name,
+            "dataset": self.cfg.data.dataset,
+            "protocol": exp.protocol,
+            "oracle": exp.oracle,
+            "num_clusters": info.num_clusters,
+            "n_train": info.n_train,
+            "n_eval": info.n_eval,
+            "epochs": state.epoch,
+            "device": str(info.device),
+            "seed": exp.seed,
+            "plugins": {s: p["name"] for s, p in info.plugins.items()},
+            "evaluated": info.has_labels,
+        }
+        for key in HEADLINE_METRICS:
+            summary[key] = metrics.get(key)
+        summary.update({k: v for k, v in metrics.items() if k not in summary})
+        if self.label_probe is not None:
+            summary.update({k: v for k, v in self.label_probe.latest.items() if k not in summary})
+        if not info.has_labels:
+            summary["note"] = "the data set has no labels: only label-free metrics are reported"
+        summary["seconds"] = round(time.perf_counter() - start, 3)
+        summary["mlflow_run_id"] = info.mlflow_run_id
+        if self.main:
+            write_artifacts(self.output_dir, self.recipe, state, preds, evalset.labels, summary, meta)
+        self.events.emit("on_run_end", summary=summary, output_dir=self.output_dir)
+        return summary
+
+
+def _classifier(backbone: nn.Module, head: nn.Module, device: torch.device, chunk: int = 1024):  # noqa: ANN202
+    """Clustering-head probabilities for normalised images, in eval mode, restoring the modes after."""
+
+    @torch.no_grad()
+    def classify(images: torch.Tensor) -> torch.Tensor:
+        modes = backbone.training, head.training
+        backbone.eval()
+        head.eval()
+        try:
+            outs = [head(backbone(x.to(device))).float().softmax(1) for x in images.split(chunk)]
+        finally:
+            backbone.train(modes[0])
+            head.train(modes[1])
+        return torch.cat(outs) if outs else torch.empty(0, device=device)
+
+    return classify
+
+
+def _feature_dim(backbone: nn.Module, ctx: RunContext) -> int:
+    dim = getattr(backbone, "out_dim", None)
+    if dim is None:
+        with torch.no_grad():
+            dim = int(backbone.eval()(ctx.view("raw", torch.arange(2))).shape[1])
+        backbone.train()
+    return int(dim)

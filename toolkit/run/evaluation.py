@@ -1,0 +1,68 @@
+"""One pass over a set of images with every head: features, clustering logits, final probabilities.
+
+Runs on whatever device the models are on (CPU in CI, GPU otherwise); metrics are computed on CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from toolkit.data.views import BatchView
+from toolkit.api.precision import autocast
+from toolkit.api.slots import CalibrationPlugin
+from toolkit.metrics import evaluate
+
+
+@dataclass
+class Predictions:
+    """Outputs of all heads over one image set (tensors on the model's device)."""
+
+    features: torch.Tensor
+    logits: torch.Tensor
+    probs: torch.Tensor
+    final: torch.Tensor
+
+    @property
+    def confidence(self) -> torch.Tensor:
+        return self.final
+
+
+@torch.no_grad()
+def predict(images: torch.Tensor, view: BatchView, backbone: nn.Module, head: nn.Module,
+            calibration: CalibrationPlugin, device: torch.device, batch_size: int = 1024) -> Predictions:
+    """Eval-mode forward of raw views through backbone, head and calibration, in batches."""
+    modes = [(m, m.training) for m in (backbone, head)]
+    for m, _ in modes:
+        m.eval()
+    feats, logits = [], []
+    try:
+        for start in range(0, len(images), batch_size):
+            x = view(images[start:start + batch_size].to(device, non_blocking=True))
+            with autocast(device):
+                f = backbone(x)
+                z = head(f)
+            feats.append(f.float())
+            logits.append(z.float())
+    finally:
+        for m, mode in modes:
+            m.train(mode)
+    features = torch.cat(feats)
+    logit = torch.cat(logits)
+    final = calibration.predict(features, logit).float()
+    return Predictions(features, logit, logit.softmax(dim=1), final)
+
+
+def score(preds: Predictions, labels: np.ndarray | None, separate: bool) -> dict[str, float]:
+    """Metrics of the final prediction. When a calibration plugin predicts on its own (CDC's second head),
+    also each head's under its own name: clu_* (clustering head) and cal_* (= the unprefixed ones), so
+    MLflow can chart the two heads side by side without knowing which one the method reports."""
+    out = evaluate(preds.final.cpu().numpy(), labels)
+    if separate:
+        clu = evaluate(preds.probs.cpu().numpy(), labels)
+        out.update({f"cal_{k}": v for k, v in out.items()})
+        out.update({f"clu_{k}": v for k, v in clu.items()})
+    return out

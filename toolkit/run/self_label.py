@@ -1,0 +1,223 @@
+"""The self-labeling epoch: forward weak+strong views, ask the plugins, sum the losses, step.
+
+Per-step numbers stay on the device and are read once per epoch, so the loop does not stall a GPU.
+On CUDA even the non-finite-loss check reads a step's flag one step late (after the next forward is
+queued), so the host never waits for the step it just launched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from toolkit.api.context import Batch, RunContext, Selection
+from toolkit.api.precision import autocast
+from toolkit.errors import TrainingError
+from toolkit.run.guard import plugin_call
+from toolkit.api.slots import CalibrationPlugin, GenerationPlugin, SelectionPlugin
+
+if TYPE_CHECKING:
+    from toolkit.run.parallel import DataParallel
+
+SELF_LABEL_SALT = 3
+
+
+@dataclass
+class Models:
+    backbone: nn.Module
+    head: nn.Module
+    freeze_backbone: bool = False
+    #: Data-parallel training (None in a single process) and the DDP wrappers the training forward uses;
+    #: `backbone` / `head` stay the plain modules, so checkpoints and evaluation do not change.
+    parallel: "DataParallel | None" = None
+    train_backbone: nn.Module | None = None
+    train_head: nn.Module | None = None
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        backbone = self.train_backbone if self.train_backbone is not None else self.backbone
+        head = self.train_head if self.train_head is not None else self.head
+        if self.freeze_backbone:
+            with torch.no_grad():
+                feats = backbone(images)
+        else:
+            feats = backbone(images)
+        return feats, head(feats)
+
+
+@dataclass
+class Probe:
+    """Engine-side ground truth for pseudo-label accuracy; never passed to a plugin."""
+
+    labels: torch.Tensor | None = None
+    cluster_to_class: torch.Tensor | None = None
+
+    def correct(self, index: torch.Tensor, pseudo: torch.Tensor) -> torch.Tensor | None:
+        if self.labels is None or self.cluster_to_class is None:
+            return None
+        return (self.cluster_to_class[pseudo] == self.labels[index]).sum()
+
+
+@dataclass
+class EpochTotals:
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    steps: int = 0
+
+    def add(self, name: str, value: torch.Tensor | float) -> None:
+        v = value.detach().float() if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+        self.sums[name] = self.sums[name] + v if name in self.sums else v
+
+
+def selection_loss(batch: Batch, sel: Selection) -> torch.Tensor:
+    """Weighted cross-entropy of the clustering head on `sel.view` for the selected rows."""
+    logits = batch.logits_strong if sel.view == "strong" else batch.logits_weak
+    if len(sel) == 0:
+        return logits.sum() * 0.0
+    per = F.cross_entropy(logits[sel.index].float(), sel.labels, reduction="none")
+    if sel.weights is not None:
+        per = per * sel.weights
+    denom = len(batch) if sel.normalize == "batch" else len(sel)
+    return sel.scale * per.sum() / denom
+
+
+def _as_list(result: Selection | list[Selection]) -> list[Selection]:
+    return result if isinstance(result, list) else [result]
+
+
+def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.optim.Optimizer,
+                selection: SelectionPlugin, calibration: CalibrationPlugin, generation: GenerationPlugin,
+                probe: Probe, grad_clip: float | None = None,
+                on_step: Callable[[int], None] | None = None) -> dict[str, float]:
+    """One pass over the training set; returns mean losses, selected fractions, pseudo-label accuracy."""
+    gen = ctx.generator(SELF_LABEL_SALT, epoch)
+    models.backbone.train(not models.freeze_backbone)
+    models.head.train()
+    totals = EpochTotals()
+    k = ctx.num_clusters
+    per_cluster = torch.zeros(k, device=ctx.device)
+    seen = 0
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    lagged = ctx.device.type == "cuda"
+    pending: tuple[int, dict[str, torch.Tensor]] | None = None  # (step, losses) not yet checked for finiteness
+    par = models.parallel
+    # Data-parallel ranks share the permutation (gen) but draw their own augmentations.
+    view_gen = gen if par is None else ctx.generator(SELF_LABEL_SALT, epoch, 1_000 + par.rank)
+    for step, index in enumerate(ctx.batches(gen, drop_last=True)):
+        if par is not None:
+            index = par.shard(index)
+        uint8 = ctx.images(index)
+        weak = ctx.views.weak(uint8, view_gen)
+        strong = ctx.views.strong(uint8, view_gen)
+        with autocast(ctx.device):
+            feats, logits = models.forward(torch.cat([weak, strong]))
+        if pending is not None:  # previous step's losses, checked once this step's forward is queued
+            _check_finite(epoch, *pending)
+            pending = None
+        fw, fs = feats.float().chunk(2)
+        lw, ls = logits.float().chunk(2)
+        index_dev = index.to(ctx.device)
+        batch = Batch(index=index_dev, epoch=epoch, step=step, weak=weak, strong=strong, features_weak=fw,
+                      features_strong=fs, logits_weak=lw, logits_strong=ls,
+                      _raw_fn=lambda u=uint8: ctx.views.raw(u),
+                      _encode_fn=lambda x: _encode(models.backbone, x, ctx.device))
+        with torch.no_grad():
+            with plugin_call("self_label", calibration, epoch):
+                batch.confidence = calibration.confidence(batch).detach()
+        with plugin_call("self_label", selection, epoch):
+            selections = _as_list(selection.select(batch))
+        losses: dict[str, torch.Tensor] = {}
+        chosen = torch.zeros(len(batch), dtype=torch.bool, device=ctx.device)
+        for sel in selections:
+            losses[f"loss_{sel.name}"] = selection_loss(batch, sel)
+            totals.add(f"selected_{sel.name}", torch.tensor(float(len(sel))))
+            chosen[sel.index] = True
+            correct = probe.correct(index_dev[sel.index], sel.labels)
+            if correct is not None:
+                totals.add(f"correct_{sel.name}", correct)
+            if sel is selections[0]:  # index_add, unlike bincount, needs no host read of the largest label
+                per_cluster.index_add_(0, sel.labels.clamp(0, k - 1), (sel.labels < k).float())
+        totals.add("selected_any", chosen.sum())
+        with plugin_call("self_label", calibration, epoch):
+            losses.update({f"loss_{n}": v for n, v in calibration.loss(batch).items()})
+        with plugin_call("self_label", generation, epoch):
+            losses.update({f"loss_{n}": v for n, v in generation.loss(batch, models.forward).items()})
+        total = sum(losses.values())
+        if lagged:
+            pending = (step, losses)
+        else:
+            _check_finite(epoch, step, losses)
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if par is not None:
+            par.sync_gradients()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+        for n, v in losses.items():
+            totals.add(n, v)
+        totals.add("loss", total)
+        totals.steps += 1
+        seen += len(batch)
+        if on_step:
+            on_step(step)
+    if pending is not None:
+        _check_finite(epoch, *pending)
+    if par is None:
+        return _summarise(totals, seen, per_cluster, selections_names=[s for s in totals.sums if s.startswith("selected_")])
+    par.sync_buffers()
+    seen = _sum_over_ranks(par, totals, seen, per_cluster, ctx.device)
+    out = _summarise(totals, seen, per_cluster, selections_names=[s for s in totals.sums if s.startswith("selected_")])
+    return {**out, **par.epoch_checks(params, len(ctx.data))}
+
+
+def _sum_over_ranks(par: "DataParallel", totals: EpochTotals, seen: int, per_cluster: torch.Tensor,
+                    device: torch.device) -> int:
+    """Data-parallel: the epoch's sums over all ranks (loss sums averaged, as each rank ran every step)."""
+    names = sorted(totals.sums)
+    flat = torch.stack([totals.sums[n].to(device).reshape(()) for n in names] + [torch.tensor(float(seen), device=device)])
+    par.sum_(flat)
+    par.sum_(per_cluster)
+    for i, n in enumerate(names):
+        totals.sums[n] = flat[i] / par.world if n.startswith("loss") else flat[i]
+    return int(flat[-1].item())
+
+
+def _encode(backbone: nn.Module, images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Extra views' features (Batch.features_of) under the same autocast as the main forward."""
+    with autocast(device):
+        return backbone(images)
+
+
+def _check_finite(epoch: int, step: int, losses: dict[str, torch.Tensor]) -> None:
+    """Stop the run naming the loss terms that are NaN or infinite (one host read)."""
+    flags = torch.stack([torch.isfinite(v.detach()).all() for v in losses.values()]).tolist() if losses else []
+    bad = [n for n, ok in zip(losses, flags) if not ok]
+    if bad:
+        raise TrainingError(f"stage self_label, epoch {epoch}, step {step}: non-finite loss in {', '.join(bad)}")
+
+
+def _summarise(totals: EpochTotals, seen: int, per_cluster: torch.Tensor, selections_names: list[str]) -> dict[str, float]:
+    values = {n: float(v) for n, v in totals.sums.items()}  # one host read per epoch
+    steps = max(totals.steps, 1)
+    out: dict[str, float] = {}
+    for n, v in values.items():
+        if n.startswith("loss"):
+            out[n] = v / steps
+    for n in selections_names:
+        if n == "selected_any":
+            out["selected_fraction"] = values[n] / max(seen, 1)
+            continue
+        term = n[len("selected_"):]
+        out[f"selected_fraction_{term}"] = values[n] / max(seen, 1)
+        if f"correct_{term}" in values and values[n] > 0:
+            out[f"pseudo_label_acc_{term}"] = values[f"correct_{term}"] / values[n]
+    first = next((n for n in selections_names if n != "selected_any"), None)
+    if first and f"pseudo_label_acc_{first[len('selected_'):]}" in out:
+        out["pseudo_label_acc"] = out[f"pseudo_label_acc_{first[len('selected_'):]}"]
+    counts = per_cluster.cpu()
+    out["selected_min_cluster"] = float(counts.min()) if counts.numel() else 0.0
+    out["selected_empty_clusters"] = float((counts == 0).sum())
+    return out
