@@ -77,8 +77,8 @@ def run(recipe_path: Path, overrides: list[str], cache_runs: dict) -> tuple[dict
 @torch.no_grad()
 def kmeans_rows(recipe_path: Path, overrides: list[str]) -> list[dict]:
     """k-means (C clusters) on the cached pretrained backbone's raw-view features, as the init sees them."""
-    from plugins.cdc.head_init import Options as InitOptions
-    from plugins.cdc.prototypes import kmeans_restarts, row_normalise
+    from deepclust_cdc.head_init import Options as InitOptions
+    from deepclust_cdc.prototypes import kmeans_restarts, row_normalise
 
     recipe = load_recipe(recipe_path, overrides)
     cfg = recipe.config

@@ -20,8 +20,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from plugins.cdc.head_init import PrototypeHeadInit
-from plugins.cdc.prototypes import row_normalise
+from deepclust_cdc.head_init import PrototypeHeadInit
+from deepclust_cdc.prototypes import row_normalise
 from toolkit.run import backbone_cache as cache
 from toolkit.data.registry import load_data
 from toolkit.data.views import BatchView, channel_stats

@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_run(folder: Path, device: torch.device):  # noqa: ANN201 - (ddpm, classify, options)
-    from plugins.gcc.ddpm import ConditionalDDPM
-    from plugins.gcc.schedule import make_betas
+    from deepclust_gcc.ddpm import ConditionalDDPM
+    from deepclust_gcc.schedule import make_betas
     from toolkit.files import load_safe
     from toolkit.data.views import BatchView
     from toolkit.nn.backbones import build_backbone
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
-    from plugins.gcc.ddpm import to_uint8
+    from deepclust_gcc.ddpm import to_uint8
     from toolkit.api.precision import autocast
     from toolkit.run.device import resolve_device
 

@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from _common import device_name, median, set_threads, synthetic_context, sync, table, timed_both
-from plugins.cdc.losses import minicluster_targets, negative_entropy, soft_cross_entropy
-from plugins.cdc.quota import quota_select
+from deepclust_cdc.losses import minicluster_targets, negative_entropy, soft_cross_entropy
+from deepclust_cdc.quota import quota_select
 from toolkit.registry import entry_points as registry
 from toolkit.api.context import RunContext
 from toolkit.api.precision import autocast

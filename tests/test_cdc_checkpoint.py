@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from plugins.cdc.keymap import map_keys, unwrap
-from plugins.cdc.pretrain_checkpoint import CheckpointPretrain
+from deepclust_cdc.keymap import map_keys, unwrap
+from deepclust_cdc.pretrain_checkpoint import CheckpointPretrain
 from toolkit.errors import UserError
 from toolkit.nn.backbones import build_backbone
 from toolkit.nn.config import BackboneConfig

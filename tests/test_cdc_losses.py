@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from plugins.cdc.calibration import CDCHeadCalibration
-from plugins.cdc.losses import minicluster_targets, negative_entropy, soft_cross_entropy
+from deepclust_cdc.calibration import CDCHeadCalibration
+from deepclust_cdc.losses import minicluster_targets, negative_entropy, soft_cross_entropy
 from toolkit.api.context import Batch
 from toolkit.nn.heads import ClusterHead
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from plugins.mocov2.loss import KeyQueue, moco_infonce
-from plugins.mocov2.plugin import MoCoV2Pretrain, lr_at
+from deepclust_mocov2.loss import KeyQueue, moco_infonce
+from deepclust_mocov2.plugin import MoCoV2Pretrain, lr_at
 from toolkit.api.context import RunContext, UnlabeledImages, Views
 from toolkit.data.views import AugmentConfig, BatchView
 from toolkit.run.events import EventBus

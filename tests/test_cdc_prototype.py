@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from plugins.cdc.head_init import PrototypeHeadInit
-from plugins.cdc.prototypes import row_normalise, separate
+from deepclust_cdc.head_init import PrototypeHeadInit
+from deepclust_cdc.prototypes import row_normalise, separate
 from toolkit.metrics import cluster_acc
 from toolkit.nn.heads import ClusterHead
 from toolkit.ops.kmeans import kmeans
@@ -112,7 +112,7 @@ def test_hidden_from_separated_changes_only_the_last_layer() -> None:
 
 
 def test_group_means_and_normalisations() -> None:
-    from plugins.cdc.prototypes import group_means, normalise_rows, prototypes
+    from deepclust_cdc.prototypes import group_means, normalise_rows, prototypes
 
     feats, labels = _blobs(k=3)
     means = group_means(feats, feats, 3, niter=20, nredo=2, seed=0, normalise="none")
@@ -131,7 +131,7 @@ def test_balanced_restart_pick() -> None:
     against all the restarts it chose from, for a tight, a middle and a no-limit tolerance."""
     import numpy as np
 
-    from plugins.cdc.prototypes import kmeans_restarts
+    from deepclust_cdc.prototypes import kmeans_restarts
 
     x, _ = _blobs(n_per=50, k=5, dim=8, seed=3)
     x = x.numpy()
@@ -161,7 +161,7 @@ def test_most_balanced_takes_even_sizes_within_the_tolerance_only() -> None:
     0.5% worse, and an even-er one 5% worse."""
     import numpy as np
 
-    from plugins.cdc.prototypes import most_balanced
+    from deepclust_cdc.prototypes import most_balanced
     from toolkit.ops.kmeans import KMeansResult
 
     def run(sizes: list[int], inertia: float) -> KMeansResult:

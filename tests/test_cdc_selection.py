@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from plugins.cdc.quota import quota_select
-from plugins.cdc.selection import CalibratedSelection
+from deepclust_cdc.quota import quota_select
+from deepclust_cdc.selection import CalibratedSelection
 from toolkit.api.context import Batch, Selection
 from toolkit.run.self_label import selection_loss
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from plugins.drc.head_init import FromPretrainHeadInit
-from plugins.drc.loss import af_loss, ap_loss, cr_loss, drc_loss
+from deepclust_drc.head_init import FromPretrainHeadInit
+from deepclust_drc.loss import af_loss, ap_loss, cr_loss, drc_loss
 from toolkit.errors import PluginError
 
 T = torch.tensor

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from plugins.gcc.ddpm import ConditionalDDPM, to_uint8, to_unit_range
-from plugins.gcc.pool import Pool, pool_counts
-from plugins.gcc.schedule import alphas_cumprod, linear_betas, make_scheduler, posterior_variance, sample
-from plugins.gcc.unet import build_unet
+from deepclust_gcc.ddpm import ConditionalDDPM, to_uint8, to_unit_range
+from deepclust_gcc.pool import Pool, pool_counts
+from deepclust_gcc.schedule import alphas_cumprod, linear_betas, make_scheduler, posterior_variance, sample
+from deepclust_gcc.unet import build_unet
 from toolkit.files import load_safe, save_atomic
 
 
@@ -154,7 +154,7 @@ def test_paper_size_unet_matches_ho_et_al() -> None:
 
 
 def test_cosine_schedule_ends_in_noise() -> None:
-    from plugins.gcc.schedule import cosine_betas, make_betas
+    from deepclust_gcc.schedule import cosine_betas, make_betas
 
     betas = cosine_betas(1000)
     abar = alphas_cumprod(betas)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from plugins.gcc.losses import gaussian_kernels, loss_cwm, loss_d, loss_ml, mmd_per_cluster
+from deepclust_gcc.losses import gaussian_kernels, loss_cwm, loss_d, loss_ml, mmd_per_cluster
 
 G = torch.tensor([[0.9, 0.1], [1, 0], [0, 1], [0.2, 0.8]], dtype=torch.float64)
 R = torch.tensor([[1, 0], [0.8, 0.2], [0, 1], [0.1, 0.9]], dtype=torch.float64)

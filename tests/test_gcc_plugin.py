@@ -127,7 +127,7 @@ def test_nan_in_generator_training_names_stage_epoch_and_term(tmp_path: Path, ml
     import json
 
 
-    from plugins.gcc.ddpm import ConditionalDDPM
+    from deepclust_gcc.ddpm import ConditionalDDPM
     from toolkit.errors import TrainingError
 
     real_loss = ConditionalDDPM.loss

@@ -186,7 +186,7 @@ CDC = ["pretrain.method=none", "model.hidden_dims=[32]", "model.head_hidden_dim=
 def test_interrupted_in_prototype_separation_resumes_exactly(tmp_path: Path, mlflow_store: str,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """CDC prototype init: finished k-means phases are reused and the separation continues at its step."""
-    import plugins.cdc.head_init as cdc_head_init
+    import deepclust_cdc.head_init as cdc_head_init
     from toolkit.api.context import RunContext
     from toolkit.run.engine import Engine
     from toolkit.recipe.loading import load_recipe

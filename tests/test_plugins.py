@@ -29,7 +29,8 @@ def test_first_party_plugins_come_through_entry_points() -> None:
         assert names <= found, (slot, found)
         for p in discover(slot):
             if p.name in names:
-                assert p.distribution == "deepclust-toolkit"
+                assert p.distribution.startswith("deepclust-") and p.distribution != "deepclust-toolkit"
+                assert p.target.split(".")[0] == p.distribution.replace("-", "_")  # import name = distribution name
                 cls = p.load()
                 assert issubclass(cls, SLOT_BASES[slot])
 
@@ -44,7 +45,7 @@ def test_loading_imports_only_the_chosen_plugin() -> None:
         "import sys\n"
         "from toolkit.recipe.loading import validate\n"
         "validate({'pretrain': {'method': 'none'}})\n"
-        "print('plugins.simclr.plugin' in sys.modules, 'plugins.baseline.pretrain_none' in sys.modules)\n"
+        "print('deepclust_simclr.plugin' in sys.modules, 'deepclust_baseline.pretrain_none' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.split() == ["False", "True"]
@@ -67,7 +68,7 @@ def test_plugins_list_json_and_table() -> None:
     seen = {(r["slot"], r["name"]) for r in rows}
     for slot, names in EXPECTED.items():
         assert {(slot, n) for n in names} <= seen
-    assert all(r["status"] == "ok" and r["version"] for r in rows if r["distribution"] == "deepclust-toolkit")
+    assert all(r["status"] == "ok" and r["version"] for r in rows if r["distribution"].startswith("deepclust-"))
     table = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "plugins", "list"], capture_output=True, text=True,
                            cwd=ROOT, env=toolkit_env(), check=True)
     for slot in SLOTS:

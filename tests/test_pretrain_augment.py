@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 import torch
 
-from plugins.mocov2.plugin import MoCoV2Pretrain
-from plugins.simclr.plugin import SimCLRPretrain
+from deepclust_mocov2.plugin import MoCoV2Pretrain
+from deepclust_simclr.plugin import SimCLRPretrain
 from toolkit.api.context import RunContext, UnlabeledImages, Views
 from toolkit.data.views import AugmentConfig, BatchView
 from toolkit.run.events import EventBus

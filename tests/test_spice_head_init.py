@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plugins.spice.head_init import Options, SpicePrototypeHeadInit
-from plugins.spice.prototype import head_score
+from deepclust_spice.head_init import Options, SpicePrototypeHeadInit
+from deepclust_spice.prototype import head_score
 from toolkit.api.context import RunContext, UnlabeledImages, Views
 from toolkit.data.views import BatchView
 from toolkit.run.events import EventBus, Observer

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from plugins.spice.prototype import double_softmax_ce, head_score, prototype_labels
-from plugins.spice.reliable import consistency_ratio, neighbours, reliable_mask
+from deepclust_spice.prototype import double_softmax_ce, head_score, prototype_labels
+from deepclust_spice.reliable import consistency_ratio, neighbours, reliable_mask
 from toolkit.run.events import EventBus, Observer
 from toolkit.run.label_probe import PseudoLabelProbe
 

@@ -109,8 +109,8 @@ def test_broken_and_clashing_plugins_are_listed_not_fatal(tmp_path: Path, bad_si
     assert rows[("broken", "toolkit-bad-plugins")]["status"] == "broken"
     assert "needs a library that is not installed" in rows[("broken", "toolkit-bad-plugins")]["error"]
     assert "API" in rows[("future", "toolkit-bad-plugins")]["error"]
-    assert "more than one" in rows[("threshold", "deepclust-toolkit")]["error"]
-    assert rows[("all", "deepclust-toolkit")]["status"] == "ok"
+    assert "more than one" in rows[("threshold", "deepclust-baseline")]["error"]
+    assert rows[("all", "deepclust-baseline")]["status"] == "ok"
     ok = run([sys.executable, "-m", "toolkit.commands.app", "recipes", "validate", str(RECIPES / "baseline_digits.toml"),
               "--set", "selection.method=all"], tmp_path, bad_site)
     assert ok.returncode == 0, ok.stderr  # a broken plugin breaks only recipes that use it
@@ -119,7 +119,7 @@ def test_broken_and_clashing_plugins_are_listed_not_fatal(tmp_path: Path, bad_si
 @pytest.mark.parametrize("method, fragments", [
     ("broken", ["selection plugin 'broken'", "failed to import", "needs a library"]),
     ("future", ["selection plugin 'future'", "supports toolkit API >=2.0,<3.0", "provides API 1.0"]),
-    ("threshold", ["'threshold' is declared more than once", "toolkit-bad-plugins", "deepclust-toolkit"]),
+    ("threshold", ["'threshold' is declared more than once", "toolkit-bad-plugins", "deepclust-baseline"]),
 ])
 def test_recipe_using_a_bad_plugin_fails_in_one_line(tmp_path: Path, bad_site: Path, method: str,
                                                       fragments: list[str]) -> None:
@@ -136,5 +136,5 @@ def test_plugins_show(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "plugins", "show", "kmeans_pseudo_label"],
                           capture_output=True, text=True, env=toolkit_env(), timeout=120)
     assert proc.returncode == 0, proc.stderr
-    for fragment in ("head_init", "deepclust-toolkit", "nredo", "spherical", "True", "k-means"):
+    for fragment in ("head_init", "deepclust-baseline", "nredo", "spherical", "True", "k-means"):
         assert fragment in proc.stdout, fragment

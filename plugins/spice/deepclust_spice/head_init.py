@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from plugins.spice.prototype import double_softmax_ce, entropy_penalty, head_score, prototype_labels
+from deepclust_spice.prototype import double_softmax_ce, entropy_penalty, head_score, prototype_labels
 from toolkit.api import HeadInitPlugin, RunContext
 
 HEAD_INIT_SALT = 2

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from plugins.cdc.keymap import check, map_keys, unwrap
+from deepclust_cdc.keymap import check, map_keys, unwrap
 from toolkit.api import PluginError, PretrainPlugin, PretrainResult, RunContext, load_safe
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from plugins.spice.reliable import consistency_ratio, neighbours, reliable_mask
+from deepclust_spice.reliable import consistency_ratio, neighbours, reliable_mask
 from toolkit.api import Batch, EpochState, RunContext, Selection, SelectionPlugin
 
 RELIABLE_SALT = 4

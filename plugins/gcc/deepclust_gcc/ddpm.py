@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from plugins.gcc.schedule import Sampler, alphas_cumprod, make_scheduler, sample
-from plugins.gcc.unet import Preset, build_unet
+from deepclust_gcc.schedule import Sampler, alphas_cumprod, make_scheduler, sample
+from deepclust_gcc.unet import Preset, build_unet
 
 
 def to_unit_range(images_uint8: torch.Tensor) -> torch.Tensor:

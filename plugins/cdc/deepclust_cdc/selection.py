@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from plugins.cdc.quota import quota_select
+from deepclust_cdc.quota import quota_select
 from toolkit.api import Batch, Selection, SelectionPlugin
 
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from plugins.cdc.losses import minicluster_targets, negative_entropy, soft_cross_entropy
+from deepclust_cdc.losses import minicluster_targets, negative_entropy, soft_cross_entropy
 from toolkit.api import Batch, CalibrationPlugin, RunContext
 from toolkit.ops.kmeans import kmeans
 

@@ -8,7 +8,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from plugins.simclr.loss import nt_xent
+from deepclust_simclr.loss import nt_xent
 from toolkit.api import PretrainPlugin, PretrainResult, RunContext, TrainingError, autocast
 from toolkit.data.views import AugmentConfig
 

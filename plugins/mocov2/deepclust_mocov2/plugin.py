@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from plugins.mocov2.loss import KeyQueue, moco_infonce
+from deepclust_mocov2.loss import KeyQueue, moco_infonce
 from toolkit.api import PretrainPlugin, PretrainResult, RunContext, TrainingError, autocast
 from toolkit.data.views import AugmentConfig
 

@@ -8,7 +8,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from plugins.cdc.prototypes import group_means, prototypes, separate
+from deepclust_cdc.prototypes import group_means, prototypes, separate
 from toolkit.api import HeadInitPlugin, PluginError, RunContext
 
 STAGE = "head_init"

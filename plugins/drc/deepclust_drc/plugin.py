@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from plugins.drc.loss import drc_loss
+from deepclust_drc.loss import drc_loss
 from toolkit.api import PretrainPlugin, PretrainResult, RunContext, TrainingError, autocast
 
 DRC_SALT = 5

@@ -13,12 +13,12 @@ from typing import Any, Callable
 
 import torch
 
-from plugins.gcc.ddpm import ConditionalDDPM, to_uint8
-from plugins.gcc.generator_training import GeneratorTrainer
-from plugins.gcc.losses import loss_cwm, loss_d, loss_ml
-from plugins.gcc.options import Options
-from plugins.gcc.pool import Pool, pool_counts
-from plugins.gcc.schedule import make_betas
+from deepclust_gcc.ddpm import ConditionalDDPM, to_uint8
+from deepclust_gcc.generator_training import GeneratorTrainer
+from deepclust_gcc.losses import loss_cwm, loss_d, loss_ml
+from deepclust_gcc.options import Options
+from deepclust_gcc.pool import Pool, pool_counts
+from deepclust_gcc.schedule import make_betas
 from toolkit.api import Batch, EpochState, GenerationPlugin, RunContext, autocast
 from toolkit.data.views import AugmentConfig
 

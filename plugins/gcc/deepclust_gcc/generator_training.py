@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from plugins.gcc.ddpm import ConditionalDDPM, to_unit_range
+from deepclust_gcc.ddpm import ConditionalDDPM, to_unit_range
 from toolkit.api import RunContext, TrainingError, autocast
 
 GENERATOR_SALT = 51
