@@ -49,7 +49,7 @@ def test_negative_entropy_by_hand() -> None:
 def _batch(backbone: nn.Module, head: nn.Module, raw: torch.Tensor) -> Batch:
     weak = raw + 0.01
     fw = backbone(weak)
-    return Batch(index=torch.arange(len(raw)), epoch=1, step=0, weak=weak, strong=weak, features_weak=fw,
+    return Batch(positions=torch.arange(len(raw)), epoch=1, step=0, weak=weak, strong=weak, features_weak=fw,
                  features_strong=fw, logits_weak=head(fw), logits_strong=head(fw), _raw_fn=lambda: raw,
                  _encode_fn=backbone)
 

@@ -40,16 +40,16 @@ def test_uncertain_class_gets_a_smaller_quota() -> None:
 def _batch(confidence: torch.Tensor) -> Batch:
     n = len(confidence)
     z = torch.zeros(n, confidence.shape[1], requires_grad=True)
-    return Batch(index=torch.arange(n), epoch=1, step=0, weak=z, strong=z, features_weak=z, features_strong=z,
-                 logits_weak=z, logits_strong=z, confidence=confidence)
+    return Batch(positions=torch.arange(n), epoch=1, step=0, weak=z, strong=z, features_weak=z, features_strong=z,
+                 logits_weak=z, logits_strong=z)
 
 
 def test_plugin_default_cap_and_empty_guard() -> None:
     probs = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7], [0.45, 0.55], [0.2, 0.8]])
-    sel = CalibratedSelection().select(_batch(probs))  # M = floor(6 / 2) = 3, as test_quota_by_hand
-    assert isinstance(sel, Selection) and sel.view == "strong" and sel.index.tolist() == [0, 1, 3, 5]
+    sel = CalibratedSelection().select(_batch(probs), probs)  # M = floor(6 / 2) = 3, as test_quota_by_hand
+    assert isinstance(sel, Selection) and sel.view == "strong" and sel.rows.tolist() == [0, 1, 3, 5]
     uniform = torch.full((4, 2), 0.5)  # with M = 1 every quota is floor(0.5 x 1) = 0
-    empty = CalibratedSelection(CalibratedSelection.Options(per_class=1)).select(_batch(uniform))
+    empty = CalibratedSelection(CalibratedSelection.Options(per_class=1)).select(_batch(uniform), uniform)
     assert len(empty) == 0
     loss = selection_loss(_batch(uniform), empty)
     assert torch.isfinite(loss) and loss.item() == 0.0

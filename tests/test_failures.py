@@ -29,14 +29,14 @@ def _recipe_with(slot: str, method: str):  # type: ignore[no-untyped-def]
     base = recipe.plugin_classes[slot]
 
     class Faulty(base):  # type: ignore[misc, valid-type]
-        def select(self, batch):  # type: ignore[no-untyped-def]
+        def select(self, batch, confidence):  # type: ignore[no-untyped-def]
             if batch.epoch == 2:
                 if method == "nan":
-                    sel = super().select(batch)
-                    sel.weights = torch.full((len(sel),), float("nan"), device=batch.index.device)
+                    sel = super().select(batch, confidence)
+                    sel.weights = torch.full((len(sel),), float("nan"), device=batch.positions.device)
                     return sel
                 raise ValueError("boom in select")
-            return super().select(batch)
+            return super().select(batch, confidence)
 
     recipe.plugin_classes[slot] = Faulty
     return recipe
@@ -44,7 +44,7 @@ def _recipe_with(slot: str, method: str):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("mode, fragments", [
     ("nan", ["stage self_label, epoch 2", "non-finite loss in loss_cluster"]),
-    ("raise", ["stage self_label, epoch 2", "selection plugin 'threshold' raised ValueError: boom in select"]),
+    ("raise", ["stage self_label, epoch 2", "selection plugin 'threshold' raised ValueError in select(): boom in select"]),
 ])
 def test_failure_is_named_and_run_marked_failed(tmp_path: Path, mlflow_store: str, mode: str,
                                                 fragments: list[str]) -> None:
@@ -66,4 +66,4 @@ def test_cli_reports_training_failure_in_one_line(tmp_path: Path, mlflow_store: 
                           env=toolkit_env(MLFLOW_TRACKING_URI=mlflow_store), timeout=600)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-    assert "training failed: stage self_label" in proc.stderr and "non-finite loss" in proc.stderr
+    assert "training failed: stage self_label" in proc.stderr and "non-finite" in proc.stderr

@@ -61,9 +61,9 @@ def test_plugins_never_receive_ground_truth(tmp_path: Path, mlflow_store: str) -
             SEEN.extend([ctx, state])
             super().on_epoch_start(ctx, state)
 
-        def select(self, batch: Batch):  # type: ignore[no-untyped-def]
-            SEEN.append(batch)
-            return super().select(batch)
+        def select(self, batch: Batch, confidence: torch.Tensor):  # type: ignore[no-untyped-def]
+            SEEN.extend([batch, confidence])
+            return super().select(batch, confidence)
 
     recipe.plugin_classes["selection"] = Spy
     Engine(recipe, tmp_path / "out", device="cpu").run()
@@ -97,5 +97,5 @@ def test_a_selection_that_tries_to_read_labels_fails(tmp_path: Path, mlflow_stor
             self.truth = ctx.data.labels  # there is no such attribute: the run must fail, naming the plugin
 
     recipe.plugin_classes["selection"] = Cheater
-    with pytest.raises(TrainingError, match="selection plugin 'threshold' raised AttributeError: .*labels"):
+    with pytest.raises(TrainingError, match="selection plugin 'threshold' raised AttributeError in on_epoch_start\(\): .*labels"):
         Engine(recipe, tmp_path / "out", device="cpu").run()

@@ -54,9 +54,11 @@ def test_loading_imports_only_the_chosen_plugin() -> None:
 
 
 def test_api_version_ranges() -> None:
-    check_api_version("p", ">=1.0,<2.0")
-    with pytest.raises(PluginError, match="supports toolkit API >=2.0"):
-        check_api_version("p", ">=2.0")
+    check_api_version("p", ">=2.0,<3.0")
+    with pytest.raises(PluginError, match="supports toolkit API >=3.0"):
+        check_api_version("p", ">=3.0")
+    with pytest.raises(PluginError, match="supports toolkit API >=1.0,<2.0, but this toolkit provides API 2.0"):
+        check_api_version("p", ">=1.0,<2.0")
     with pytest.raises(PluginError, match="unreadable"):
         check_api_version("p", "~1")
 

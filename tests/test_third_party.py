@@ -81,6 +81,8 @@ version = "0.0.1"
 broken = "bad_plugins.broken:Broken"
 future = "bad_plugins.future:Future"
 threshold = "bad_plugins.future:Future"
+old_declared = "bad_plugins.legacy:Declared"
+old_undeclared = "bad_plugins.legacy:Undeclared"
 
 [tool.setuptools]
 packages = ["bad_plugins"]
@@ -96,7 +98,11 @@ def bad_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (src / "bad_plugins" / "broken.py").write_text("raise ImportError('needs a library that is not installed')\n")
     (src / "bad_plugins" / "future.py").write_text(
         "from toolkit.api.slots import SelectionPlugin\n\n\nclass Future(SelectionPlugin):\n"
-        "    \"\"\"Written for a future toolkit.\"\"\"\n    api_version = '>=2.0,<3.0'\n")
+        "    \"\"\"Written for a future toolkit.\"\"\"\n    api_version = '>=3.0,<4.0'\n")
+    (src / "bad_plugins" / "legacy.py").write_text(  # written for API 1.x, with and without saying so
+        "from toolkit.api import Selection, SelectionPlugin\n\n\nclass Declared(SelectionPlugin):\n"
+        "    api_version = '>=1.0,<2.0'\n\n    def select(self, batch):\n        return None\n\n\n"
+        "class Undeclared(SelectionPlugin):\n    def select(self, batch):\n        return None\n")
     site = tmp_path_factory.mktemp("bad_site")
     pip_target(src, site)
     return site
@@ -118,7 +124,11 @@ def test_broken_and_clashing_plugins_are_listed_not_fatal(tmp_path: Path, bad_si
 
 @pytest.mark.parametrize("method, fragments", [
     ("broken", ["selection plugin 'broken'", "failed to import", "needs a library"]),
-    ("future", ["selection plugin 'future'", "supports toolkit API >=2.0,<3.0", "provides API 1.0"]),
+    ("future", ["selection plugin 'future'", "supports toolkit API >=3.0,<4.0", "provides API 2.0"]),
+    ("old_declared", ["selection plugin 'old_declared'", "supports toolkit API >=1.0,<2.0", "provides API 2.0",
+                      "Migrating from API 1.x"]),
+    ("old_undeclared", ["selection plugin 'old_undeclared'", "written for toolkit API 1.x", "select(batch)",
+                        "select(batch, confidence)", "Migrating from API 1.x"]),
     ("threshold", ["'threshold' is declared more than once", "toolkit-bad-plugins", "deepclust-baseline"]),
 ])
 def test_recipe_using_a_bad_plugin_fails_in_one_line(tmp_path: Path, bad_site: Path, method: str,

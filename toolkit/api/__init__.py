@@ -14,6 +14,7 @@ from __future__ import annotations
 from toolkit import API_VERSION
 from toolkit.api.context import Batch, EpochState, RunContext, Selection, UnlabeledImages, Views
 from toolkit.api.precision import autocast
+from toolkit.api.stage_loop import Checkpointed, EpochLoop, Resumable, StageEpoch
 from toolkit.api.slots import (SLOTS, CalibrationPlugin, GenerationPlugin, HeadInitPlugin, NoOptions, Plugin,
                                PretrainPlugin, PretrainResult, SelectionPlugin)
 from toolkit.errors import PluginError, TrainingError, UserError
@@ -24,7 +25,7 @@ __all__ = [
     "API_VERSION", "SLOTS",
     "Plugin", "NoOptions", "PretrainPlugin", "PretrainResult", "HeadInitPlugin", "SelectionPlugin",
     "CalibrationPlugin", "GenerationPlugin",
-    "RunContext", "Batch", "EpochState", "Selection", "UnlabeledImages", "Views",
+    "RunContext", "Checkpointed", "EpochLoop", "Resumable", "StageEpoch", "Batch", "EpochState", "Selection", "UnlabeledImages", "Views",
     "autocast", "load_safe", "save_atomic",
     "PluginError", "TrainingError", "UserError",
 ]

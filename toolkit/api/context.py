@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
@@ -19,6 +20,7 @@ from toolkit.files import load_safe, save_atomic
 from toolkit.data.base import ImageShape
 
 if TYPE_CHECKING:
+    from toolkit.api.stage_loop import EpochLoop, Resumable
     from toolkit.data.views import AugmentConfig, BatchView
     from toolkit.run.events import EventBus
 
@@ -51,6 +53,7 @@ class Views:
     strong: "BatchView"
 
     def get(self, name: str) -> "BatchView":
+        """The view called ``name`` ("raw", "weak" or "strong"), for plugins that pick a view from an option."""
         return getattr(self, name)
 
     def custom(self, cfg: "AugmentConfig") -> "BatchView":
@@ -59,6 +62,21 @@ class Views:
         from toolkit.data.views import BatchView
 
         return BatchView(cfg, self.raw.mean.tolist(), self.raw.std.tolist())
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The self-labeling stage's length, for plugins whose behaviour depends on progress (ramps, rounds)."""
+
+    #: Self-labeling epochs of the run ([train] epochs); epochs are numbered 1..epochs.
+    epochs: int
+    #: Optimizer steps per self-labeling epoch (full batches; the last partial batch is dropped).
+    steps_per_epoch: int
+
+    def progress(self, epoch: int, step: int = 0) -> float:
+        """Fraction of self-labeling done at the start of `step` of `epoch`, in [0, 1]."""
+        total = max(self.epochs * self.steps_per_epoch, 1)
+        return min(max(((epoch - 1) * self.steps_per_epoch + step) / total, 0.0), 1.0)
 
 
 @dataclass
@@ -79,6 +97,8 @@ class RunContext:
     build_backbone: Callable[[], nn.Module]
     build_head: Callable[[int], nn.Module]
     batch_size: int = 256
+    #: The self-labeling schedule (total epochs, steps per epoch).
+    schedule: Schedule = field(default_factory=lambda: Schedule(0, 0))
     #: Where long plugin stages keep their resume points (None: no resume points, e.g. in `predict`).
     checkpoint_dir: Path | None = None
     #: Where plugins write files worth keeping with the run (figures, samples); None: nowhere.
@@ -96,6 +116,27 @@ class RunContext:
             value = (value * 1_000_003 + int(s)) % (2**63 - 1)
         g.manual_seed(value)
         return g
+
+    @contextmanager
+    def seeded(self, *salt: int) -> Iterator[None]:
+        """Build modules inside this block: the global RNG (which weight initialisation draws from) is
+        seeded from the run seed and `salt` (no salt: the run seed itself) and restored afterwards, so a
+        plugin's initialisation is reproducible and leaves the rest of the run's draws untouched."""
+        value = self.seed
+        for s in salt:
+            value = (value * 1_000_003 + int(s)) % (2**63 - 1)
+        with torch.random.fork_rng(devices=_rng_devices(self.device)):
+            torch.manual_seed(value)
+            yield
+
+    def epoch_loop(self, stage: str, epochs: int, state: "Resumable", salt: tuple[int, ...], plugin: str,
+                   seed_global: bool = False) -> "EpochLoop":
+        """The resumable, seeded, logged, checked epoch loop of a plugin-owned stage: see
+        `toolkit.api.stage_loop`. `state` is what a resume point saves and restores (e.g. `Checkpointed`);
+        `seed_global` also seeds the global RNG per epoch, for modules with dropout."""
+        from toolkit.api.stage_loop import EpochLoop
+
+        return EpochLoop(self, stage, epochs, state, salt, plugin, seed_global)
 
     def batches(self, generator: torch.Generator, batch_size: int | None = None, shuffle: bool = True,
                 drop_last: bool = False) -> Iterator[torch.Tensor]:
@@ -166,6 +207,7 @@ class RunContext:
         self.events.emit("on_artifact", path=Path(path), artifact_path=artifact_path)
 
     def warn(self, message: str) -> None:
+        """Report a problem that does not stop the run: it reaches the console, the journal and MLflow."""
         self.events.emit("on_warning", message=message)
 
     def publish_labels(self, stage: str, epoch: int, name: str, index: torch.Tensor, labels: torch.Tensor) -> None:
@@ -180,14 +222,16 @@ class RunContext:
 
 @dataclass
 class Batch:
-    """One training batch: its data-set positions, views, and the clustering head's outputs.
+    """One training batch: its images' positions in the data set, views, and the clustering head's outputs.
 
-    Both logits carry the gradient (detach `logits_weak` when using it as a target); `confidence` is the
-    calibration plugin's probabilities on the weak view, without gradient. Extra views' features are
-    computed lazily, without gradient, through `features_of`.
+    Row i of every tensor here is the image at data-set position `positions[i]`. Use `positions` to look up
+    per-image state a plugin keeps for the whole data set (e.g. `self.labels[batch.positions]`); a
+    `Selection` names batch rows (0..B-1), never positions. Both logits carry the gradient (detach
+    `logits_weak` when using it as a target). Extra views' features are computed lazily, without gradient,
+    through `features_of`. `epoch` is 1-based, `step` 0-based (see `RunContext.schedule`).
     """
 
-    index: torch.Tensor
+    positions: torch.Tensor
     epoch: int
     step: int
     weak: torch.Tensor
@@ -198,14 +242,14 @@ class Batch:
     logits_strong: torch.Tensor
     _raw_fn: Callable[[], torch.Tensor] = field(repr=False, default=None)  # type: ignore[assignment]
     _encode_fn: Callable[[torch.Tensor], torch.Tensor] = field(repr=False, default=None)  # type: ignore[assignment]
-    confidence: torch.Tensor | None = None
     _cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
-        return int(self.index.shape[0])
+        return int(self.positions.shape[0])
 
     @property
     def raw(self) -> torch.Tensor:
+        """The batch's images with normalisation only (no augmentation), computed on first use."""
         if "raw" not in self._cache:
             self._cache["raw"] = self._raw_fn()
         return self._cache["raw"]
@@ -234,11 +278,15 @@ class Batch:
 class EpochState:
     """Whole-data-set view at the start of an epoch: raw-view features and both heads' probabilities.
 
+    `epoch` is the epoch about to start (1..total_epochs); the features and probabilities are those of the
+    model as it ended the previous epoch (epoch 1: right after head-init). Rows are data-set positions.
+    `probs` is the clustering head's softmax, `confidence` the calibration plugin's prediction.
     `classify(images)` gives the clustering head's probabilities for normalised images (eval mode,
     no gradient), e.g. to check what the current model makes of generated samples.
     """
 
     epoch: int
+    total_epochs: int
     features: torch.Tensor
     probs: torch.Tensor
     confidence: torch.Tensor
@@ -249,11 +297,13 @@ class EpochState:
 class Selection:
     """Which batch rows get which pseudo-label, with what weight, for a named loss term.
 
-    `index` indexes the batch rows; the loss is cross-entropy of the clustering head's logits on `view`.
-    `normalize`: 'selected' averages over the selected rows, 'batch' over the whole batch (FixMatch).
+    `rows` are batch rows (long, 0..B-1; not `Batch.positions`), `labels` cluster ids (long, 0..K-1), one
+    per row; `weights` (optional) one non-negative float per row. The loss is cross-entropy of the clustering
+    head's logits on `view` ('weak' or 'strong'). `normalize`: 'selected' averages over the selected rows,
+    'batch' over the whole batch (FixMatch). The engine checks all of this where it receives a Selection.
     """
 
-    index: torch.Tensor
+    rows: torch.Tensor
     labels: torch.Tensor
     weights: torch.Tensor | None = None
     view: str = "strong"
@@ -262,4 +312,11 @@ class Selection:
     scale: float = 1.0
 
     def __len__(self) -> int:
-        return int(self.index.shape[0])
+        return int(self.rows.shape[0])
+
+
+def _rng_devices(device: torch.device) -> list[int]:
+    """The CUDA devices whose RNG a fork saves and restores (none on the CPU)."""
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]

@@ -8,7 +8,7 @@ receive the engine itself, so data flow stays visible, and never receive ground-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, get_args
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -25,10 +25,16 @@ class NoOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Plugin:
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+class Plugin(Generic[OptionsT]):
     """Common base: an options model, trainable modules, and resumable state.
 
-    `Options` is a pydantic model with extra="forbid", so a typo in a recipe is caught at validation.
+    Subclass a slot base with your options model as its type argument, e.g.
+    `class MySelection(SelectionPlugin[MyOptions])`: `Options` is then set from it and `self.options` is typed
+    as `MyOptions`, so no casts are needed. The options model should forbid extra keys
+    (`ConfigDict(extra="forbid")`), so a typo in a recipe is caught at validation.
     `api_version` is the range of toolkit.API_VERSION the plugin was written against.
     """
 
@@ -36,14 +42,29 @@ class Plugin:
     #: The entry-point name the recipe used (set when the plugin is built from a recipe).
     name: str = ""
     Options: ClassVar[type[BaseModel]] = NoOptions
-    api_version: ClassVar[str] = ">=1.0,<2.0"
+    api_version: ClassVar[str] = ">=2.0,<3.0"
+    options: OptionsT
 
-    def __init__(self, options: BaseModel | None = None) -> None:
-        self.options = options if options is not None else self.Options()
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Options" in cls.__dict__:
+            return
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            for arg in get_args(base):
+                if isinstance(arg, type) and issubclass(arg, BaseModel):
+                    cls.Options = arg
+                    return
+
+    def __init__(self, options: OptionsT | None = None) -> None:
+        self.options = options if options is not None else self.Options()  # type: ignore[assignment]
 
     def modules(self) -> dict[str, nn.Module]:
-        """Trainable modules owned by the plugin: added to the optimizer and to checkpoints."""
+        """Trainable modules owned by the plugin: added to the self-labeling optimizer and to checkpoints."""
         return {}
+
+    def module_lr(self, name: str, base_lr: float) -> float:
+        """Learning rate of the module `modules()[name]` (default: the recipe's `[train] lr`, `base_lr`)."""
+        return base_lr
 
     def state_dict(self) -> dict[str, Any]:
         """Extra (non-module) state to checkpoint, for exact resume."""
@@ -62,7 +83,7 @@ class PretrainResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-class PretrainPlugin(Plugin):
+class PretrainPlugin(Plugin[OptionsT]):
     """Slot `toolkit.pretrain`: how the backbone gets its representation.
 
     Called once per run (the engine caches the result by a hash of the recipe's data, model and
@@ -81,10 +102,11 @@ class PretrainPlugin(Plugin):
         return getattr(self.options, "epochs", None)
 
     def pretrain(self, ctx: RunContext, backbone: nn.Module) -> PretrainResult:
+        """Train `backbone` (fresh, as [model] describes) and return it in a PretrainResult."""
         raise NotImplementedError
 
 
-class HeadInitPlugin(Plugin):
+class HeadInitPlugin(Plugin[OptionsT]):
     """Slot `toolkit.head_init`: how the clustering head starts.
 
     `features` are the backbone's raw-view features of every training image [N, D] on ctx.device
@@ -96,27 +118,29 @@ class HeadInitPlugin(Plugin):
 
     def init_head(self, ctx: RunContext, backbone: nn.Module, features: torch.Tensor,
                   pretrained_head: nn.Module | None) -> nn.Module:
+        """A head mapping features [B, D] to logits [B, num_clusters] (build it with `ctx.build_head`)."""
         raise NotImplementedError
 
 
-class SelectionPlugin(Plugin):
+class SelectionPlugin(Plugin[OptionsT]):
     """Slot `toolkit.selection`: which samples get which pseudo-label, per batch.
 
     `on_epoch_start` sees the whole data set's features and probabilities (e.g. for kNN consistency);
     `select` returns one Selection, or several (one per loss term, e.g. reliable CE + consistency).
-    `batch.confidence` holds the calibration plugin's probabilities on the weak view.
     """
 
     slot = "selection"
 
     def on_epoch_start(self, ctx: RunContext, state: EpochState) -> None:
-        """Called before each self-labeling epoch."""
+        """Called before each self-labeling epoch; `state.epoch` is the epoch about to start (1-based)."""
 
-    def select(self, batch: Batch) -> Selection | list[Selection]:
+    def select(self, batch: Batch, confidence: torch.Tensor) -> Selection | list[Selection]:
+        """Pseudo-labels for this batch. `confidence` is the calibration plugin's probabilities on the weak view
+        ([B, K], rows sum to 1, no gradient). Selection rows are batch rows (0..B-1), not `batch.positions`."""
         raise NotImplementedError
 
 
-class CalibrationPlugin(Plugin):
+class CalibrationPlugin(Plugin[OptionsT]):
     """Slot `toolkit.calibration`: how confidence is made honest.
 
     `setup` receives the clustering head (a calibration head may copy it). `confidence` gives the
@@ -129,19 +153,23 @@ class CalibrationPlugin(Plugin):
     separate_prediction: ClassVar[bool] = False
 
     def setup(self, ctx: RunContext, head: nn.Module, feature_dim: int) -> None:
+        """Called once before self-labeling with the clustering head."""
         self.head = head
 
     def confidence(self, batch: Batch) -> torch.Tensor:
+        """Probabilities [B, K] (rows sum to 1) that selection trusts, from the weak view."""
         return batch.logits_weak.detach().float().softmax(dim=1)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Extra, already weighted loss terms (scalar tensors) by name."""
         return {}
 
     def predict(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Final probabilities [N, K] (rows sum to 1) for any images' features and clustering logits."""
         return logits.float().softmax(dim=1)
 
 
-class GenerationPlugin(Plugin):
+class GenerationPlugin(Plugin[OptionsT]):
     """Slot `toolkit.generation`: whether and how synthetic samples join training.
 
     `on_epoch_start` may (re)train a generator on the current pseudo-labels (`state.confidence`);
@@ -152,16 +180,18 @@ class GenerationPlugin(Plugin):
     slot = "generation"
 
     def setup(self, ctx: RunContext, head: nn.Module, feature_dim: int) -> None:
+        """Called once before self-labeling with the clustering head."""
         self.head = head
 
     def on_epoch_start(self, ctx: RunContext, state: EpochState) -> None:
-        """Called before each self-labeling epoch."""
+        """Called before each self-labeling epoch; `state.epoch` is the epoch about to start (1-based)."""
 
     def loss(self, batch: Batch, forward: Any) -> dict[str, torch.Tensor]:
+        """Extra, already weighted loss terms (scalar tensors) by name for this batch."""
         return {}
 
 
-SLOT_BASES: dict[str, type[Plugin]] = {
+SLOT_BASES: dict[str, type[Plugin[Any]]] = {
     "pretrain": PretrainPlugin,
     "head_init": HeadInitPlugin,
     "selection": SelectionPlugin,

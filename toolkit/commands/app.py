@@ -32,19 +32,37 @@ out = Console()
 err = Console(stderr=True)
 
 
-def _guard(fn: Callable[[], None]) -> None:
-    """Run `fn`; a user error becomes one red line and exit code 2, a training failure exit code 1."""
+def _guard(fn: Callable[[], None], *, show_traceback: bool = False,
+           resume_command: Callable[[], str | None] | None = None) -> None:
+    """Run `fn`; a user error becomes one red line and exit code 2; a training failure one line naming the
+    run's traceback.txt (or, with `show_traceback`, followed by the full traceback) and exit code 1; an
+    interruption one yellow line on how to continue (`resume_command`) and exit code 130 for Ctrl-C, or
+    128 + the signal number for a signal turned into `Interrupted` (143 for SIGTERM)."""
+    from toolkit.run.failure import format_failure, saved_traceback
+    from toolkit.run.interrupt import Interrupted, ignore_signals
+
     try:
         fn()
     except UserError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2)
     except TrainingError as exc:
-        err.print(f"[red]training failed:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        saved = saved_traceback(exc)
+        hint = f" (full traceback: {saved}; --traceback to print it)" if saved and not show_traceback else ""
+        err.print(f"[red]training failed:[/] {escape(str(exc) + hint)}", highlight=False, soft_wrap=True)
+        if show_traceback:  # the run's traceback.txt, as MLflow keeps it; the error's own when none was saved
+            err.file.write(saved.read_text(encoding="utf-8", errors="replace") if saved else format_failure(exc))
+            err.file.flush()
         raise typer.Exit(code=1)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: continue with --resume and the same --output-dir")
-        raise typer.Exit(code=130)
+    except KeyboardInterrupt as exc:
+        by = ""
+        if isinstance(exc, Interrupted):
+            ignore_signals()  # exiting anyway: one more signal must not end in a traceback
+            by = f" by {exc.signal_name}"
+        command = resume_command() if resume_command is not None else None
+        how = f"`{command}`" if command else "--resume and the same --output-dir"
+        err.print(f"[yellow]interrupted{by}[/]: continue with {escape(how)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=exc.exit_code if isinstance(exc, Interrupted) else 130)
 
 
 def _notice(message: str) -> None:
@@ -72,8 +90,16 @@ def run(
         None, "--tracking-fallback", metavar="fail|local",
         help="When the MLflow server is unreachable: fail before training (default), or local: log to "
              "OUTPUT_DIR/mlflow.db instead. Default from TOOLKIT_TRACKING_FALLBACK."),
+    show_traceback: bool = typer.Option(False, "--traceback", envvar="TOOLKIT_TRACEBACK",
+                                        help="When training fails, also print the full traceback (always kept in "
+                                             "OUTPUT_DIR/traceback.txt). Default from TOOLKIT_TRACEBACK=1."),
 ) -> None:
-    """Run one experiment end to end and log it to MLflow."""
+    """Run one experiment end to end and log it to MLflow.
+
+    SIGTERM (a scheduler's pre-emption) or Ctrl-C stops it after recording the run as interrupted
+    (MLflow status KILLED); `--resume` continues from the last finished epoch. Exit code 143 / 130.
+    """
+    resume_with: list[str] = []  # the command that continues this run, once its folder is known
 
     def go() -> None:
         from toolkit.recipe.loading import load_recipe
@@ -90,7 +116,10 @@ def run(
         from toolkit.track.store import tracking_uri
         from toolkit.track.tracker import MlflowTracker
 
+        from toolkit.run.interrupt import interrupt_on_signals
+
         target = output_dir or Path("runs") / f"{rec.experiment.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        resume_with.append(_resume_command(recipe, set_, seeds, device, tracking_fallback, target))
         if seeds is not None:
             from toolkit.commands.tables import seeds_table
             from toolkit.run.folder import RunFolder
@@ -107,19 +136,34 @@ def run(
             def open_parent(experiment: str, name: str, tags: dict[str, str], run_id: str | None) -> ParentRun:
                 return ParentRun(experiment, name, tags, run_id=run_id, store=store)
 
-            result = run_seeds(recipe, set_, seed_list, target, device=device, resume=resume,
-                               observers=seed_observers, open_parent=open_parent)
+            with interrupt_on_signals():
+                result = run_seeds(recipe, set_, seed_list, target, device=device, resume=resume,
+                                   observers=seed_observers, open_parent=open_parent)
             out.print(seeds_table(result))
             out.print(f"results: {RunFolder(target).seeds_summary}")
             return
         observers = [MlflowTracker(fallback=fallback, notify=_notice)]
         if progress:
             observers.append(RichProgress(err))
-        summary = Engine(rec, target, device=device, observers=observers, resume=resume).run()
+        with interrupt_on_signals():
+            summary = Engine(rec, target, device=device, observers=observers, resume=resume).run()
         out.print(summary_table(summary))
         out.print(f"results: {target / 'summary.json'}")
 
-    _guard(go)
+    _guard(go, show_traceback=show_traceback, resume_command=lambda: resume_with[-1] if resume_with else None)
+
+
+def _resume_command(recipe: Path, overrides: list[str], seeds: str | None, device: str | None,
+                    tracking_fallback: str | None, target: Path) -> str:
+    """The `toolkit run` command line that continues an interrupted run in `target` (same recipe, overrides
+    and tracking store), ready to paste."""
+    import shlex
+
+    args = ["toolkit", "run", str(recipe), *[a for s in overrides for a in ("--set", s)]]
+    for flag, value in (("--seeds", seeds), ("--device", device), ("--tracking-fallback", tracking_fallback)):
+        if value is not None:
+            args += [flag, value]
+    return shlex.join([*args, "--resume", "--output-dir", str(target)])
 
 
 @app.command()
@@ -133,6 +177,9 @@ def tune(
     set_: list[str] = typer.Option([], "--set", help="Override a recipe value: section.key=value (repeatable)."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="The search folder."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Print a line per trial result."),
+    show_traceback: bool = typer.Option(False, "--traceback", envvar="TOOLKIT_TRACEBACK",
+                                        help="Print the full traceback of each failed trial (kept in its folder's "
+                                             "traceback.txt). Default from TOOLKIT_TRACEBACK=1."),
 ) -> None:
     """Hyperparameter search with Ray Tune over the recipe's [tune.space]; every trial is an ordinary run."""
 
@@ -143,6 +190,7 @@ def tune(
             raise UserError("--resume continues the search as it was started: drop --set and --num-samples")
         _quiet_libraries()
         from toolkit.commands.tables import results_table
+        from toolkit.run.folder import RunFolder
         from toolkit.tune.driver import Search
         from toolkit.tune.state import SearchFolder
 
@@ -158,7 +206,13 @@ def tune(
         out.print(results_table(result))
         failed = [r for r in result.rows if r["status"] == "failed"]
         for r in failed:
-            err.print(f"[red]trial {r['trial_id']} failed:[/] {escape(str(r['error']))}", highlight=False, soft_wrap=True)
+            saved = RunFolder(SearchFolder(result.output_dir).trials / str(r["trial_id"])).traceback
+            hint = f" (full traceback: {saved}; --traceback to print it)" if saved.is_file() and not show_traceback else ""
+            err.print(f"[red]trial {r['trial_id']} failed:[/] {escape(str(r['error']) + hint)}", highlight=False,
+                      soft_wrap=True)
+            if show_traceback and saved.is_file():
+                err.file.write(saved.read_text(encoding="utf-8", errors="replace"))
+                err.file.flush()
         if result.best is not None:
             out.print(f"best: {escape(str(SearchFolder(result.output_dir).best_recipe))}  (MLflow parent run {result.parent_run_id})")
         if result.interrupted:

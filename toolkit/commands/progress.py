@@ -41,6 +41,8 @@ class RichProgress(Observer):
         self._ensure()
         if stage not in self.tasks:
             self.tasks[stage] = self.progress.add_task(stage, total=total, info="")
+        elif total is not None:  # a plugin's epoch loop knows the length the engine did not
+            self.progress.update(self.tasks[stage], total=total)
 
     def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict[str, float], state: Any) -> None:
         if stage not in self.tasks:

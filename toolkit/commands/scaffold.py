@@ -24,17 +24,16 @@ _BODIES = {
     "head_init": '''    def init_head(self, ctx: RunContext, backbone: nn.Module, features: torch.Tensor,
                   pretrained_head: nn.Module | None) -> nn.Module:
         """Return a head mapping features [B, D] to logits [B, K]."""
-        torch.manual_seed(ctx.seed)
         head = ctx.build_head(int(features.shape[1]))
         with torch.no_grad():
             head.last.weight.mul_(self.options.scale)
         return head
 ''',
-    "selection": '''    def select(self, batch: Batch) -> Selection:
-        """Keep samples whose trusted confidence reaches the threshold."""
-        conf, labels = batch.confidence.max(dim=1)
-        index = (conf >= self.options.threshold).nonzero(as_tuple=True)[0]
-        return Selection(index=index, labels=labels[index])
+    "selection": '''    def select(self, batch: Batch, confidence: torch.Tensor) -> Selection:
+        """Keep the batch rows whose trusted confidence reaches the threshold."""
+        conf, labels = confidence.max(dim=1)
+        rows = (conf >= self.options.threshold).nonzero(as_tuple=True)[0]
+        return Selection(rows=rows, labels=labels[rows])
 ''',
     "calibration": '''    def predict(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         """Final probabilities: temperature-scaled softmax of the clustering head."""
@@ -64,8 +63,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from toolkit.api.context import Batch, RunContext, Selection
-from toolkit.api.slots import {base}, PretrainResult
+from toolkit.api import {base}, Batch, PretrainResult, RunContext, Selection
 
 
 class Options(BaseModel):
@@ -74,44 +72,31 @@ class Options(BaseModel):
     model_config = ConfigDict(extra="forbid")
 {options}
 
-class {cls}({base}):
+class {cls}({base}[Options]):
     """TODO: one line saying what this {slot} strategy does."""
 
-    Options = Options
     api_version = ">={major}.0,<{next_major}.0"
 
 {body}'''
 
-_TEST = '''"""Runs `{name}` through the real toolkit engine on tiny synthetic data."""
+_TEST = '''"""Runs `{name}` through the real toolkit engine on tiny synthetic data (toolkit.testing)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from toolkit.run.engine import Engine
-from toolkit.registry.entry_points import load
-from toolkit.recipe.loading import validate
+from toolkit.testing import find_plugin, run_plugin
 
 
 def test_plugin_is_found_through_its_entry_point() -> None:
-    cls = load("{slot}", "{name}")
-    assert cls.__name__ == "{cls}"
+    assert find_plugin("{slot}", "{name}").__name__ == "{cls}"
 
 
-def test_plugin_runs_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path / "cache"))
-    recipe = validate({{
-        "experiment": {{"name": "{name}-test", "device": "cpu"}},
-        "data": {{"dataset": "synthetic", "num_samples": 64, "num_classes": 3, "synthetic_size": 8}},
-        "model": {{"backbone": "mlp", "hidden_dims": [32]}},
-        "train": {{"epochs": 1, "batch_size": 32}},
-        "{slot}": {{"method": "{name}"}},
-    }})
-    summary = Engine(recipe, tmp_path / "out", device="cpu").run()
-    assert 0.0 <= summary["acc"] <= 1.0
-    assert summary["plugins"]["{slot}"] == "{name}"
+def test_plugin_runs_end_to_end(tmp_path: Path) -> None:
+    result = run_plugin("{slot}", "{name}", tmp_path=tmp_path)
+    assert result.mlflow_run.info.status == "FINISHED"
+    assert 0.0 <= result.summary["acc"] <= 1.0
+    assert result.summary["plugins"]["{slot}"] == "{name}"
 '''
 
 _PYPROJECT = '''[build-system]

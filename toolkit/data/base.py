@@ -19,10 +19,12 @@ class ImageShape:
 
     @property
     def channels(self) -> int:
+        """Colour channels per image: 1 (grey) or 3 (RGB)."""
         return int(self.images.shape[1])
 
     @property
     def image_size(self) -> tuple[int, int]:
+        """(height, width) in pixels, the same for every image of the set."""
         return int(self.images.shape[2]), int(self.images.shape[3])
 
 

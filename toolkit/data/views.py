@@ -58,11 +58,13 @@ class AugmentConfig(BaseModel):
 
     @property
     def geometric(self) -> bool:
+        """Whether any geometric op (rotate, translate, shear, crop, scale) is on, so the affine step can be skipped."""
         moves = self.degrees > 0 or self.translate > 0 or self.shear > 0
         return moves or self.crop_scale != (1.0, 1.0) or self.scale != (1.0, 1.0)
 
     @property
     def jitter(self) -> bool:
+        """Whether colour jitter can change a pixel, so the jitter step can be skipped."""
         return self.jitter_p > 0 and (self.brightness > 0 or self.contrast > 0 or self.saturation > 0 or self.hue > 0)
 
 

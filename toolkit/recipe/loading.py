@@ -94,7 +94,6 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     freeze_backbone: bool = False
-    eval_every: int = Field(1, ge=1)
     grad_clip: float | None = Field(None, gt=0)
     # Speed settings for the whole run (pretraining included); each is a no-op where it would not pay off.
     compile: bool = False  # torch.compile the backbone (first steps are slow while it compiles)
@@ -278,6 +277,9 @@ def _valid_keys(model: type[BaseModel] | None, path: tuple[str, ...]) -> list[st
 
 def validate(tree: dict[str, Any], source: str = "<recipe>", check_tune: bool = False) -> Recipe:
     """Validate a recipe tree: core sections first, then each slot's plugin and options."""
+    if isinstance(tree.get("train"), dict) and "eval_every" in tree["train"]:
+        # removed in API 2.0 (it was never read); run folders written before still carry it in recipe.toml
+        tree = {**tree, "train": {k: v for k, v in tree["train"].items() if k != "eval_every"}}
     if isinstance(tree.get("tune"), dict):
         parse_tune(tree["tune"], source)
     try:

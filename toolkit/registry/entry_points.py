@@ -79,7 +79,32 @@ def _load_cached(slot: str, name: str, target: str, ep: EntryPoint) -> type[Plug
     if not (isinstance(obj, type) and issubclass(obj, base)):
         raise PluginError(f"{slot} plugin '{name}' ({target}) is not a subclass of toolkit.api.slots.{base.__name__}")
     check_api_version(f"{slot} plugin '{name}'", getattr(obj, "api_version", ""))
+    check_signatures(f"{slot} plugin '{name}' ({target})", obj)
     return obj
+
+
+#: Methods whose API 2.0 signature grew, with the positional parameters (after self) they must accept.
+_SIGNATURES_2_0 = {"select": ("batch", "confidence")}
+MIGRATION_HINT = "see 'Migrating from API 1.x' in docs/writing-plugins.md"
+
+
+def check_signatures(who: str, cls: type) -> None:
+    """A plugin written for API 1.x that did not declare its api_version still fails at load time, not mid-run:
+    the methods whose signature changed in 2.0 must accept the new arguments."""
+    import inspect
+
+    for method, wanted in _SIGNATURES_2_0.items():
+        fn = getattr(cls, method, None)
+        if fn is None:
+            continue
+        params = list(inspect.signature(fn).parameters.values())[1:]  # without self
+        if any(p.kind is p.VAR_POSITIONAL for p in params):
+            continue
+        positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(positional) < len(wanted):
+            have = ", ".join(p.name for p in positional)
+            raise PluginError(f"{who} was written for toolkit API 1.x: {method}({have}) must accept "
+                              f"{method}({', '.join(wanted)}) in API {API_VERSION}; {MIGRATION_HINT}")
 
 
 def _load_entry_point(info: PluginInfo) -> type[Plugin]:
@@ -109,7 +134,8 @@ def check_api_version(who: str, spec: str) -> None:
                 a = current + (0,) * (width - len(current))
                 b = wanted + (0,) * (width - len(wanted))
                 if not ops[op](a, b):
-                    raise PluginError(f"{who} supports toolkit API {spec}, but this toolkit provides API {API_VERSION}")
+                    raise PluginError(f"{who} supports toolkit API {spec}, but this toolkit provides API {API_VERSION}"
+                                      f"; {MIGRATION_HINT}")
                 break
         else:
             raise PluginError(f"{who} declares an unreadable api_version '{spec}'")

@@ -11,6 +11,8 @@ import torch
 from toolkit.api.slots import Plugin
 from toolkit.files import save_atomic
 from toolkit.run.events import Observer
+from toolkit.run.failure import save_traceback
+from toolkit.run.folder import RunFolder
 from toolkit.run.self_label import Models
 
 
@@ -47,10 +49,23 @@ def plugin_modules(plugins: dict[str, Plugin]) -> dict[str, dict[str, Any]]:
 
 
 class CheckpointWriter(Observer):
-    """Observer: after each self-labeling epoch, atomically rewrite the run folder's last checkpoint."""
+    """Observer: after each self-labeling epoch, atomically rewrite the run folder's last checkpoint; when
+    the run fails, write its traceback.txt. The engine registers it first (main rank only), so the file
+    is there before later observers (the MLflow tracker) close the run and upload it."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, traceback: str | Path | None = None) -> None:
         self.path = Path(path)
+        # the checkpoint lies in RUN/checkpoints/, the traceback at the top of RUN
+        self.traceback = Path(traceback) if traceback is not None else RunFolder(self.path.parent.parent).traceback
+
+    def on_run_start(self, *, run: Any) -> None:
+        """A traceback left by an earlier attempt in this folder is not this run's (it is in that MLflow run)."""
+        self.traceback.unlink(missing_ok=True)
+
+    def on_exception(self, *, error: BaseException) -> None:
+        """A failure keeps its full traceback; an interruption (Ctrl-C, SIGTERM) is not a failure."""
+        if not isinstance(error, KeyboardInterrupt):
+            save_traceback(error, self.traceback)
 
     def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict[str, float], state: Any) -> None:
         if stage == "self_label" and state is not None:

@@ -23,7 +23,7 @@ from toolkit.run.speed import Speed
 from toolkit.files import load_safe
 from toolkit.run.checkpoints import CheckpointWriter, TrainState
 from toolkit.run.folder import RunFolder
-from toolkit.api.context import EpochState, PluginEvents, RunContext, UnlabeledImages, Views
+from toolkit.api.context import EpochState, PluginEvents, RunContext, Schedule, UnlabeledImages, Views
 from toolkit.data.base import DataSplits, ImageData
 from toolkit.data.registry import load_data
 from toolkit.data.views import BatchView, channel_stats
@@ -32,6 +32,8 @@ from toolkit.run.parallel import DataParallel, is_main
 from toolkit.errors import CheckpointMismatch, RecipeError, TrainingError, UserError
 from toolkit.run.evaluation import Predictions, predict, score
 from toolkit.run.events import EventBus, Observer
+from toolkit.run import contract
+from toolkit.run.contract import Call
 from toolkit.run.guard import plugin_call
 from toolkit.api.slots import SLOTS, CalibrationPlugin, GenerationPlugin, HeadInitPlugin, Plugin, PretrainPlugin, SelectionPlugin
 from toolkit.run.self_label import Models, Probe, train_epoch
@@ -151,6 +153,7 @@ class Engine:
 
         ctx = RunContext(UnlabeledImages(train.images.to(data_device), train.name), k, device, exp.seed, views, PluginEvents(self.events),
                          new_backbone, new_head, self.cfg.train.batch_size,
+                         schedule=Schedule(tcfg.epochs, max(len(train) // tcfg.batch_size, 1)),
                          checkpoint_dir=self.folder.stage_points if self.main else None,
                          artifact_dir=self.folder.artifacts if self.main else None)
         plugins: dict[str, Plugin] = {slot: self.recipe.build_plugin(slot) for slot in SLOTS}
@@ -167,7 +170,7 @@ class Engine:
         try:
             summary = self._stages(ctx, info, plugins, train, evalset, ckpt, start)
         except BaseException as exc:
-            self._write_run_state(info, "failed")
+            self._write_run_state(info, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
             self.events.emit_exception(exc)
             raise
         self._write_run_state(info, "finished")
@@ -198,16 +201,17 @@ class Engine:
             seed_everything(ctx.seed + 2)  # same draws whether the backbone came from the cache or not
             self.events.emit("on_stage_start", stage="head_init", total=None)
             features = ctx.encode(backbone)
-            with plugin_call("head_init", head_init):
-                head = head_init.init_head(ctx, backbone, features, pretrained_head).to(ctx.device)
+            with plugin_call("head_init", head_init, method="init_head"):
+                head = head_init.init_head(ctx, backbone, features, pretrained_head)
+            head = contract.head(Call(head_init, "init_head", "head_init"), head, features, ctx.num_clusters).to(ctx.device)
             self.events.emit("on_stage_end", stage="head_init")
         feature_dim = _feature_dim(backbone, ctx)
         calibration: CalibrationPlugin = plugins["calibration"]  # type: ignore[assignment]
         generation: GenerationPlugin = plugins["generation"]  # type: ignore[assignment]
         selection: SelectionPlugin = plugins["selection"]  # type: ignore[assignment]
-        with plugin_call("setup", calibration):
+        with plugin_call("setup", calibration, method="setup"):
             calibration.setup(ctx, head, feature_dim)
-        with plugin_call("setup", generation):
+        with plugin_call("setup", generation, method="setup"):
             generation.setup(ctx, head, feature_dim)
         models = Models(backbone, head, tcfg.freeze_backbone)
         optimizer = self._optimizer(models, plugins)
@@ -230,7 +234,9 @@ class Engine:
                 mapping = hungarian_map(preds.final.argmax(1).cpu().numpy(), train.labels, n_pred=ctx.num_clusters)
                 probe.cluster_to_class = torch.as_tensor(mapping, device=ctx.device)
             classify = _classifier(backbone, head, ctx.device)
-            return EpochState(epoch, preds.features, preds.probs, preds.final, classify), eval_preds, metrics
+            # the state selection and generation see at the start of the next epoch
+            state = EpochState(epoch + 1, tcfg.epochs, preds.features, preds.probs, preds.final, classify)
+            return state, eval_preds, metrics
 
         epoch_state, eval_preds, metrics = snapshot(state.epoch)
         if state.epoch == 0:
@@ -240,9 +246,9 @@ class Engine:
         self.events.emit("on_stage_start", stage="self_label", total=tcfg.epochs)
         for epoch in range(state.epoch + 1, tcfg.epochs + 1):
             seed_everything(ctx.seed * 1_000_003 + epoch)  # per-epoch seeding: resumed runs match exactly
-            with plugin_call("self_label", selection, epoch):
+            with plugin_call("self_label", selection, epoch, "on_epoch_start"):
                 selection.on_epoch_start(ctx, epoch_state)
-            with plugin_call("self_label", generation, epoch):
+            with plugin_call("self_label", generation, epoch, "on_epoch_start"):
                 generation.on_epoch_start(ctx, epoch_state)
             try:
                 train_metrics = train_epoch(ctx, epoch, models, optimizer, selection, calibration, generation, probe,
@@ -279,8 +285,9 @@ class Engine:
             self.events.emit("on_warning", message=f"pretrain: reusing cached backbone {key}")
             return backbone, head
         self.events.emit("on_stage_start", stage="pretrain", total=plugin.num_epochs())
-        with plugin_call("pretrain", plugin):
-            result = plugin.pretrain(ctx, backbone)
+        seed_everything(ctx.seed)  # plugins build their own modules (projection heads) from these draws
+        with plugin_call("pretrain", plugin, method="pretrain"):
+            result = contract.pretrain_result(Call(plugin, "pretrain", "pretrain"), plugin.pretrain(ctx, backbone))
         self.events.emit("on_stage_end", stage="pretrain")
         if plugin.cacheable and self.main:
             cache.store(key, {"backbone": result.backbone.state_dict(),
@@ -294,8 +301,8 @@ class Engine:
             groups.append({"params": list(models.backbone.parameters()),
                            "lr": t.backbone_lr if t.backbone_lr is not None else t.lr})
         for plugin in plugins.values():
-            for module in plugin.modules().values():
-                groups.append({"params": list(module.parameters()), "lr": t.lr})
+            for name, module in plugin.modules().items():
+                groups.append({"params": list(module.parameters()), "lr": plugin.module_lr(name, t.lr)})
         groups = [g for g in groups if g["params"]]
         if t.optimizer == "sgd":
             return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)

@@ -15,6 +15,9 @@ from toolkit.data.views import BatchView
 from toolkit.api.precision import autocast
 from toolkit.api.slots import CalibrationPlugin
 from toolkit.metrics import evaluate
+from toolkit.run import contract
+from toolkit.run.contract import Call
+from toolkit.run.guard import plugin_call
 
 
 @dataclass
@@ -25,10 +28,6 @@ class Predictions:
     logits: torch.Tensor
     probs: torch.Tensor
     final: torch.Tensor
-
-    @property
-    def confidence(self) -> torch.Tensor:
-        return self.final
 
 
 @torch.no_grad()
@@ -52,8 +51,10 @@ def predict(images: torch.Tensor, view: BatchView, backbone: nn.Module, head: nn
             m.train(mode)
     features = torch.cat(feats)
     logit = torch.cat(logits)
-    final = calibration.predict(features, logit).float()
-    return Predictions(features, logit, logit.softmax(dim=1), final)
+    with plugin_call("evaluation", calibration, method="predict"):
+        final = calibration.predict(features, logit)
+    final = contract.probabilities(Call(calibration, "predict", "evaluation"), final, len(logit), logit.shape[1], True)
+    return Predictions(features, logit, logit.softmax(dim=1), final.float())
 
 
 def score(preds: Predictions, labels: np.ndarray | None, separate: bool) -> dict[str, float]:

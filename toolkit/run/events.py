@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from toolkit.run.interrupt import deferred
+
 
 class Observer:
     """No-op base: override the events you care about. Keyword arguments only."""
@@ -17,7 +19,6 @@ class Observer:
     def on_stage_start(self, *, stage: str, total: int | None) -> None: ...
     def on_stage_end(self, *, stage: str) -> None: ...
     def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict[str, float], state: Any) -> None: ...
-    def on_batch_end(self, *, stage: str, step: int, metrics: dict[str, float]) -> None: ...
     def on_warning(self, *, message: str) -> None: ...
     def on_pseudo_labels(self, *, stage: str, epoch: int, name: str, index: Any, labels: Any) -> None: ...
     def on_artifact(self, *, path: Any, artifact_path: str) -> None: ...
@@ -35,18 +36,20 @@ class EventBus:
         self.observers.append(observer)
 
     def emit(self, event: str, **kwargs: Any) -> None:
-        for obs in self.observers:
-            getattr(obs, event)(**kwargs)
+        with deferred():  # SIGTERM / Ctrl-C stop the run after the observers, not inside a write of theirs
+            for obs in self.observers:
+                getattr(obs, event)(**kwargs)
 
     def start_run(self, run: Any) -> None:
         """`on_run_start` for every observer, in order; each one's returned fields are set on `run` before
         the next observer is called (so a reporter registered after the tracker sees the run id)."""
-        for obs in self.observers:
-            created = obs.on_run_start(run=run)
-            for key, value in (created or {}).items():
-                if not hasattr(run, key):
-                    raise AttributeError(f"{type(obs).__name__}.on_run_start returned unknown run field '{key}'")
-                setattr(run, key, value)
+        with deferred(hold=True):  # an interruption waits for the next event, where the run records it
+            for obs in self.observers:
+                created = obs.on_run_start(run=run)
+                for key, value in (created or {}).items():
+                    if not hasattr(run, key):
+                        raise AttributeError(f"{type(obs).__name__}.on_run_start returned unknown run field '{key}'")
+                    setattr(run, key, value)
 
     def emit_exception(self, error: BaseException) -> None:
         """Tell every observer about a failure; one failing observer must not hide the others."""

@@ -10,8 +10,8 @@ from toolkit.api.slots import Plugin
 
 
 @contextmanager
-def plugin_call(stage: str, plugin: Plugin, epoch: int | None = None) -> Iterator[None]:
-    """Re-raise any plugin failure as a TrainingError naming stage, epoch, slot and plugin."""
+def plugin_call(stage: str, plugin: Plugin, epoch: int | None = None, method: str | None = None) -> Iterator[None]:
+    """Re-raise any plugin failure as a TrainingError naming stage, epoch, slot, plugin and method."""
     try:
         yield
     except (TrainingError, UserError):
@@ -19,4 +19,6 @@ def plugin_call(stage: str, plugin: Plugin, epoch: int | None = None) -> Iterato
     except Exception as exc:  # noqa: BLE001 - every plugin failure gets its name attached
         when = f"stage {stage}" + (f", epoch {epoch}" if epoch is not None else "")
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise TrainingError(f"{when}: {plugin.slot} plugin '{plugin.name}' raised {type(exc).__name__}: {first}") from exc
+        where = f" in {method}()" if method else ""
+        raise TrainingError(f"{when}: {plugin.slot} plugin '{plugin.name}' raised {type(exc).__name__}{where}: "
+                            f"{first}") from exc

@@ -18,6 +18,7 @@ from typing import Any, Callable, Protocol
 from toolkit.errors import UserError
 from toolkit.run.events import Observer
 from toolkit.run.folder import RunFolder
+from toolkit.run.interrupt import deferred
 
 #: Summary numbers that describe the run rather than measure it (not aggregated).
 NOT_METRICS = frozenset({"seed", "num_clusters", "n_train", "n_eval", "epochs"})
@@ -114,9 +115,10 @@ def run_seeds(recipe_path: Path, overrides: list[str], seeds: list[int], output_
         parent_id = json.loads(state_file.read_text()).get("parent_run_id")
     tags = {"multiseed": "true", "seeds": ",".join(map(str, seeds)), "recipe_file": first.source,
             "dataset": first.config.data.dataset, "protocol": first.experiment.protocol}
-    parent = open_parent(first.experiment.name, f"{first.experiment.name}-seeds-{tags['seeds']}", tags, parent_id)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    state_file.write_text(json.dumps({"parent_run_id": parent.run_id, "seeds": seeds}, indent=2))
+    with deferred(hold=True):  # SIGTERM / Ctrl-C: recorded by the first seed's run, and so on the parent
+        parent = open_parent(first.experiment.name, f"{first.experiment.name}-seeds-{tags['seeds']}", tags, parent_id)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        state_file.write_text(json.dumps({"parent_run_id": parent.run_id, "seeds": seeds}, indent=2))
     summaries: dict[int, dict[str, Any]] = {}
     try:
         for seed in seeds:
@@ -131,11 +133,12 @@ def run_seeds(recipe_path: Path, overrides: list[str], seeds: list[int], output_
     except BaseException as exc:
         parent.fail(exc)
         raise
-    result = SeedsResult(first.source, seeds, summaries, aggregate(summaries), parent.run_id, output_dir)
-    root.seeds_summary.write_text(json.dumps(result.to_json(), indent=2))
-    means = {f"{name}_mean": agg["mean"] for name, agg in result.metrics.items()}
-    spreads = {f"{name}_std": agg["std"] for name, agg in result.metrics.items() if agg["std"] is not None}
-    parent.log_metrics({**means, **spreads})
-    parent.log_artifact(root.seeds_summary)
-    parent.finish()
+    with deferred(hold=True):  # every seed ran: a signal now lets the parent be finished, not cut off
+        result = SeedsResult(first.source, seeds, summaries, aggregate(summaries), parent.run_id, output_dir)
+        root.seeds_summary.write_text(json.dumps(result.to_json(), indent=2))
+        means = {f"{name}_mean": agg["mean"] for name, agg in result.metrics.items()}
+        spreads = {f"{name}_std": agg["std"] for name, agg in result.metrics.items() if agg["std"] is not None}
+        parent.log_metrics({**means, **spreads})
+        parent.log_artifact(root.seeds_summary)
+        parent.finish()
     return result

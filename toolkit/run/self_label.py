@@ -8,7 +8,7 @@ queued), so the host never waits for the step it just launched.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +17,8 @@ from torch import nn
 from toolkit.api.context import Batch, RunContext, Selection
 from toolkit.api.precision import autocast
 from toolkit.errors import TrainingError
+from toolkit.run import contract
+from toolkit.run.contract import Call
 from toolkit.run.guard import plugin_call
 from toolkit.api.slots import CalibrationPlugin, GenerationPlugin, SelectionPlugin
 
@@ -76,21 +78,16 @@ def selection_loss(batch: Batch, sel: Selection) -> torch.Tensor:
     logits = batch.logits_strong if sel.view == "strong" else batch.logits_weak
     if len(sel) == 0:
         return logits.sum() * 0.0
-    per = F.cross_entropy(logits[sel.index].float(), sel.labels, reduction="none")
+    per = F.cross_entropy(logits[sel.rows].float(), sel.labels, reduction="none")
     if sel.weights is not None:
         per = per * sel.weights
     denom = len(batch) if sel.normalize == "batch" else len(sel)
     return sel.scale * per.sum() / denom
 
 
-def _as_list(result: Selection | list[Selection]) -> list[Selection]:
-    return result if isinstance(result, list) else [result]
-
-
 def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.optim.Optimizer,
                 selection: SelectionPlugin, calibration: CalibrationPlugin, generation: GenerationPlugin,
-                probe: Probe, grad_clip: float | None = None,
-                on_step: Callable[[int], None] | None = None) -> dict[str, float]:
+                probe: Probe, grad_clip: float | None = None) -> dict[str, float]:
     """One pass over the training set; returns mean losses, selected fractions, pseudo-label accuracy."""
     gen = ctx.generator(SELF_LABEL_SALT, epoch)
     models.backbone.train(not models.freeze_backbone)
@@ -119,31 +116,40 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
         fw, fs = feats.float().chunk(2)
         lw, ls = logits.float().chunk(2)
         index_dev = index.to(ctx.device)
-        batch = Batch(index=index_dev, epoch=epoch, step=step, weak=weak, strong=strong, features_weak=fw,
+        batch = Batch(positions=index_dev, epoch=epoch, step=step, weak=weak, strong=strong, features_weak=fw,
                       features_strong=fs, logits_weak=lw, logits_strong=ls,
                       _raw_fn=lambda u=uint8: ctx.views.raw(u),
                       _encode_fn=lambda x: _encode(models.backbone, x, ctx.device))
+        full_check = not lagged or step == 0  # value checks read the host: every step on CPU, once an epoch on GPU
+        if full_check and not bool(torch.isfinite(logits.detach()).all()):  # diverged weights, not a plugin's fault
+            raise TrainingError(f"stage self_label, epoch {epoch}, step {step}: non-finite logits from the clustering "
+                                "head: training diverged (try a lower [train] lr or set grad_clip)")
         with torch.no_grad():
-            with plugin_call("self_label", calibration, epoch):
-                batch.confidence = calibration.confidence(batch).detach()
-        with plugin_call("self_label", selection, epoch):
-            selections = _as_list(selection.select(batch))
+            with plugin_call("self_label", calibration, epoch, "confidence"):
+                confidence = calibration.confidence(batch)
+            confidence = contract.probabilities(Call(calibration, "confidence", "self_label", epoch), confidence,
+                                                len(batch), k, full_check).detach()
+        with plugin_call("self_label", selection, epoch, "select"):
+            selections = contract.selections(Call(selection, "select", "self_label", epoch),
+                                             selection.select(batch, confidence), len(batch), k, full_check)
         losses: dict[str, torch.Tensor] = {}
         chosen = torch.zeros(len(batch), dtype=torch.bool, device=ctx.device)
         for sel in selections:
             losses[f"loss_{sel.name}"] = selection_loss(batch, sel)
             totals.add(f"selected_{sel.name}", torch.tensor(float(len(sel))))
-            chosen[sel.index] = True
-            correct = probe.correct(index_dev[sel.index], sel.labels)
+            chosen[sel.rows] = True
+            correct = probe.correct(index_dev[sel.rows], sel.labels)
             if correct is not None:
                 totals.add(f"correct_{sel.name}", correct)
             if sel is selections[0]:  # index_add, unlike bincount, needs no host read of the largest label
                 per_cluster.index_add_(0, sel.labels.clamp(0, k - 1), (sel.labels < k).float())
         totals.add("selected_any", chosen.sum())
-        with plugin_call("self_label", calibration, epoch):
-            losses.update({f"loss_{n}": v for n, v in calibration.loss(batch).items()})
-        with plugin_call("self_label", generation, epoch):
-            losses.update({f"loss_{n}": v for n, v in generation.loss(batch, models.forward).items()})
+        with plugin_call("self_label", calibration, epoch, "loss"):
+            extra = contract.losses(Call(calibration, "loss", "self_label", epoch), calibration.loss(batch))
+            losses.update({f"loss_{n}": v for n, v in extra.items()})
+        with plugin_call("self_label", generation, epoch, "loss"):
+            extra = contract.losses(Call(generation, "loss", "self_label", epoch), generation.loss(batch, models.forward))
+            losses.update({f"loss_{n}": v for n, v in extra.items()})
         total = sum(losses.values())
         if lagged:
             pending = (step, losses)
@@ -161,8 +167,6 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
         totals.add("loss", total)
         totals.steps += 1
         seen += len(batch)
-        if on_step:
-            on_step(step)
     if pending is not None:
         _check_finite(epoch, *pending)
     if par is None:

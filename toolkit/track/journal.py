@@ -35,6 +35,7 @@ class JournalTracker(Observer):
     def __init__(self) -> None:
         self._fh: Any = None
         self._run_tags: dict[str, str] = {}
+        self._output_dir: str | None = None
 
     def _write(self, event: dict[str, Any]) -> None:
         if self._fh is None:
@@ -47,6 +48,7 @@ class JournalTracker(Observer):
         path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(path, "a", encoding="utf-8")
         self._run_tags = run.tags  # filled during the run, logged at its end
+        self._output_dir = str(Path(run.output_dir).resolve())  # where a failure leaves its traceback.txt
         self._write({"event": "start", "name": run_name(run), "tags": start_tags(run),
                      "params": run.recipe.flat_params(), "plugin_tags": plugin_tags(run)})
 
@@ -62,7 +64,8 @@ class JournalTracker(Observer):
         self._close()
 
     def on_exception(self, *, error: BaseException) -> None:
-        self._write({"event": "error", "status": error_status(error), "error": f"{type(error).__name__}: {error}"})
+        self._write({"event": "error", "status": error_status(error), "error": f"{type(error).__name__}: {error}",
+                     "output_dir": self._output_dir})
         self._close()
 
     def _close(self) -> None:
@@ -151,7 +154,8 @@ class ChildRuns:
         elif kind == "end":
             finish_run(self.client, run_id, event["tags"], Path(event["output_dir"]))
         elif kind == "error":
-            fail_run(self.client, run_id, event["status"], event["error"])
+            out = event.get("output_dir")  # journals written before it was recorded have none
+            fail_run(self.client, run_id, event["status"], event["error"], Path(out) if out else None)
 
     def close_if_running(self, run_id: str, status: str, reason: str) -> None:
         """A trial Ray stopped (ASHA) or lost (worker died) left its run RUNNING: close it with the reason."""

@@ -18,20 +18,19 @@ class Options(BaseModel):
     min_confidence: float = Field(0.0, ge=0, lt=1, description="never keep samples below this confidence")
 
 
-class TopKPerCluster(SelectionPlugin):
+class TopKPerCluster(SelectionPlugin[Options]):
     """Keep the top `fraction` of each cluster's samples by trusted confidence."""
 
-    Options = Options
-    api_version = ">=1.0,<2.0"
+    api_version = ">=2.0,<3.0"
 
-    def select(self, batch: Batch) -> Selection:
-        o: Options = self.options  # type: ignore[assignment]
-        conf, labels = batch.confidence.max(dim=1)
+    def select(self, batch: Batch, confidence: torch.Tensor) -> Selection:
+        o = self.options
+        conf, labels = confidence.max(dim=1)
         keep = []
         for cluster in labels.unique():
             members = (labels == cluster).nonzero(as_tuple=True)[0]
             k = max(1, int(round(len(members) * o.fraction)))
             best = members[conf[members].topk(min(k, len(members))).indices]
             keep.append(best[conf[best] >= o.min_confidence])
-        index = torch.cat(keep) if keep else labels.new_zeros(0)
-        return Selection(index=index, labels=labels[index])
+        rows = torch.cat(keep) if keep else labels.new_zeros(0)
+        return Selection(rows=rows, labels=labels[rows])

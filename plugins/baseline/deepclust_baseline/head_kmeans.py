@@ -28,14 +28,12 @@ class Options(BaseModel):
     spherical: bool = Field(True, description="k-means on L2-normalised features (cosine)")
 
 
-class KMeansPseudoLabelHeadInit(HeadInitPlugin):
+class KMeansPseudoLabelHeadInit(HeadInitPlugin[Options]):
     """k-means pseudo-labels on backbone features, then a head trained on them (backbone frozen)."""
-
-    Options = Options
 
     def init_head(self, ctx: RunContext, backbone: nn.Module, features: torch.Tensor,
                   pretrained_head: nn.Module | None) -> nn.Module:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         torch.manual_seed(ctx.seed)
         head = ctx.build_head(int(features.shape[1]))
         optimizer = torch.optim.Adam(head.parameters(), lr=o.lr)

@@ -10,6 +10,6 @@ from toolkit.api import Batch, Selection, SelectionPlugin
 class SelectAll(SelectionPlugin):
     """Every sample, labelled with the trusted argmax on its weak view."""
 
-    def select(self, batch: Batch) -> Selection:
-        labels = batch.confidence.argmax(dim=1)
-        return Selection(index=torch.arange(len(batch), device=labels.device), labels=labels)
+    def select(self, batch: Batch, confidence: torch.Tensor) -> Selection:
+        labels = confidence.argmax(dim=1)
+        return Selection(rows=torch.arange(len(batch), device=labels.device), labels=labels)

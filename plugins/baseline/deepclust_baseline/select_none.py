@@ -11,6 +11,6 @@ from toolkit.api import Batch, Selection, SelectionPlugin
 class SelectNone(SelectionPlugin):
     """Selects no sample: the self-labeling loss is zero and other slots' losses drive training."""
 
-    def select(self, batch: Batch) -> Selection:
+    def select(self, batch: Batch, confidence: torch.Tensor) -> Selection:
         empty = torch.zeros(0, dtype=torch.long, device=batch.logits_weak.device)
-        return Selection(index=empty, labels=empty, name="none")
+        return Selection(rows=empty, labels=empty, name="none")

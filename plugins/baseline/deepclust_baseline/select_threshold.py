@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from toolkit.api import Batch, Selection, SelectionPlugin
@@ -17,18 +18,16 @@ class Options(BaseModel):
     class_balance: bool = Field(False, description="weight each selected sample by 1/frequency of its label in the batch (SCAN)")
 
 
-class ThresholdSelection(SelectionPlugin):
+class ThresholdSelection(SelectionPlugin[Options]):
     """Samples above a global confidence threshold, optionally class-balanced (SCAN self-labeling)."""
 
-    Options = Options
-
-    def select(self, batch: Batch) -> Selection:
-        o: Options = self.options  # type: ignore[assignment]
-        conf, labels = batch.confidence.max(dim=1)
+    def select(self, batch: Batch, confidence: torch.Tensor) -> Selection:
+        o = self.options
+        conf, labels = confidence.max(dim=1)
         index = (conf >= o.threshold).nonzero(as_tuple=True)[0]
         chosen = labels[index]
         weights = None
         if o.class_balance and len(index) > 0:
-            counts = chosen.bincount(minlength=batch.confidence.shape[1]).float()
+            counts = chosen.bincount(minlength=confidence.shape[1]).float()
             weights = (1.0 / counts[chosen]) * len(index) / (counts > 0).sum()
-        return Selection(index=index, labels=chosen, weights=weights, normalize=o.normalize)
+        return Selection(rows=index, labels=chosen, weights=weights, normalize=o.normalize)

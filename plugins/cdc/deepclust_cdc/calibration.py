@@ -28,20 +28,18 @@ class Options(BaseModel):
     single_head: bool = Field(False, description="ablation 'Single-head (Clu+Cal)': the calibration loss trains the clustering head itself")
 
 
-class CDCHeadCalibration(CalibrationPlugin):
+class CDCHeadCalibration(CalibrationPlugin[Options]):
     """Dual-head calibration: a copy of the initialised clustering head, trained by L_cal + w_en L_en."""
-
-    Options = Options
     separate_prediction = True
 
     def setup(self, ctx: RunContext, head: nn.Module, feature_dim: int) -> None:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         self.head = head
         self.seed = ctx.seed
         self.cal = head if o.single_head else copy.deepcopy(head)
 
     def modules(self) -> dict[str, nn.Module]:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         return {} if o.single_head else {"calibration_head": self.cal}
 
     def confidence(self, batch: Batch) -> torch.Tensor:
@@ -50,7 +48,7 @@ class CDCHeadCalibration(CalibrationPlugin):
             return self.cal(batch.features_of("weak")).float().softmax(dim=1)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         feats = batch.features_of("raw", grad=not o.stop_gradient)
         with torch.no_grad():
             p_clu = self.head(feats.detach()).float().softmax(dim=1)
@@ -64,7 +62,7 @@ class CDCHeadCalibration(CalibrationPlugin):
                 "entropy": o.w_en * negative_entropy(logits, o.entropy_per_class_mean)}
 
     def predict(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         if o.single_head:
             return logits.float().softmax(dim=1)
         was = self.cal.training

@@ -42,18 +42,16 @@ class Options(BaseModel):
     restart_tolerance: float = Field(0.01, ge=0, description="restart_pick = balanced: relative inertia margin")
 
 
-class PrototypeHeadInit(HeadInitPlugin):
+class PrototypeHeadInit(HeadInitPlugin[Options]):
     """k-means prototypes of the features (and of the hidden layer) as head weights, biases zero.
 
     Works for both head shapes of [model] head_hidden_dim: the MLP (H then C prototypes) and the
     linear head (C prototypes of the features).
     """
 
-    Options = Options
-
     def init_head(self, ctx: RunContext, backbone: nn.Module, features: torch.Tensor,
                   pretrained_head: nn.Module | None) -> nn.Module:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         feats = features.float()
         head = ctx.build_head(int(feats.shape[1]))
         if not hasattr(head, "first") or not hasattr(head, "last"):

@@ -22,17 +22,15 @@ class Options(BaseModel):
     strict: bool = Field(True, description="refuse missing or unexpected keys (False: load the overlap, warn)")
 
 
-class CheckpointPretrain(PretrainPlugin):
+class CheckpointPretrain(PretrainPlugin[Options]):
     """A backbone read from a released checkpoint (never cached: reading the file is the whole stage)."""
-
-    Options = Options
     cacheable = False  # loading is cheap, and the recipe-based cache key would not see a changed file
 
     def num_epochs(self) -> int | None:
         return 0
 
     def pretrain(self, ctx: RunContext, backbone: nn.Module) -> PretrainResult:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         path = Path(o.path).expanduser()
         try:
             state = unwrap(load_safe(path))

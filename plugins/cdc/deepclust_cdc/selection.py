@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from deepclust_cdc.quota import quota_select
@@ -20,14 +21,12 @@ class Options(BaseModel):
     view: Literal["strong", "weak"] = Field("strong", description="view the cross-entropy is computed on")
 
 
-class CalibratedSelection(SelectionPlugin):
+class CalibratedSelection(SelectionPlugin[Options]):
     """CDC's dynamic per-class selection driven by the calibration plugin's confidence."""
 
-    Options = Options
-
-    def select(self, batch: Batch) -> Selection:
-        o: Options = self.options  # type: ignore[assignment]
-        probs = batch.confidence
+    def select(self, batch: Batch, confidence: torch.Tensor) -> Selection:
+        o = self.options
+        probs = confidence
         per_class = o.per_class or max(1, len(batch) // probs.shape[1])
         index, labels = quota_select(probs, per_class, o.ranking, o.require_argmax)
-        return Selection(index=index, labels=labels, view=o.view)  # empty index: the loop adds a zero loss
+        return Selection(rows=index, labels=labels, view=o.view)  # empty index: the loop adds a zero loss

@@ -52,14 +52,12 @@ def aux_size(option: int | None, k: int) -> int:
     return option if option is not None else max(70, int(round(3.5 * k)))
 
 
-class DRCPretrain(PretrainPlugin):
+class DRCPretrain(PretrainPlugin[Options]):
     """DRC (one-stage): L_AF + L_AP + lambda L_CR on the head's logits; returns backbone and head."""
-
-    Options = Options
     makes_head = True
 
     def pretrain(self, ctx: RunContext, backbone: nn.Module) -> PretrainResult:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         torch.manual_seed(ctx.seed + 1)
         dim = int(backbone.out_dim)
         head = ctx.build_head(dim).to(ctx.device)
@@ -101,7 +99,7 @@ class DRCPretrain(PretrainPlugin):
 
     def _views(self, ctx: RunContext, images: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(original batch [B], augmented batch [R*B] ordered [all images, all images, ...])."""
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         aug = ctx.views.get(o.augmented_view)
         if o.pairing == "two_views":
             return aug(images, gen), aug(images, gen)
@@ -111,7 +109,7 @@ class DRCPretrain(PretrainPlugin):
     def _pass(self, ctx: RunContext, backbone: nn.Module, head: nn.Module, opt: torch.optim.Optimizer,
               params: list[torch.Tensor], gen: torch.Generator) -> dict[str, float]:
         """One pass over the data set training `head` (and the backbone); returns mean losses + balance."""
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         backbone.train()
         head.train()
         sums = torch.zeros(5, device=ctx.device)

@@ -26,13 +26,11 @@ POOL_SALT = 52
 DRAW_SALT = 53
 
 
-class ConditionalDDPMGeneration(GenerationPlugin):
+class ConditionalDDPMGeneration(GenerationPlugin[Options]):
     """Trains and samples a conditional DDPM per round; adds GCC's losses to each clustering step."""
 
-    Options = Options
-
     def setup(self, ctx: RunContext, head: torch.nn.Module, feature_dim: int) -> None:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         data = ctx.data
         if data.image_size[0] != data.image_size[1]:
             raise ValueError(f"conditional_ddpm needs square images, got {data.image_size}")
@@ -55,14 +53,15 @@ class ConditionalDDPMGeneration(GenerationPlugin):
 
     # ------------------------------------------------------------------------------ rounds
     def on_epoch_start(self, ctx: RunContext, state: EpochState) -> None:
-        o: Options = self.options  # type: ignore[assignment]
-        self._draw_gen = ctx.generator(DRAW_SALT, state.epoch + 1)
+        o = self.options
+        previous = state.epoch - 1  # epochs finished so far: rounds start every round_epochs of them
+        self._draw_gen = ctx.generator(DRAW_SALT, state.epoch)
         if not self._active():
             return
-        round_index, into_round = divmod(state.epoch, o.round_epochs)
+        round_index, into_round = divmod(previous, o.round_epochs)
         if into_round:
             if o.pool_refresh_epochs and into_round % o.pool_refresh_epochs == 0 and self.pool is not None:
-                self.pool = self._generate_pool(ctx, state.probs.argmax(1), round_index, state.epoch)
+                self.pool = self._generate_pool(ctx, state.probs.argmax(1), round_index, previous)
             return
         labels = state.probs.argmax(1)  # the clustering head, eval mode, un-augmented images
         if round_index == 0:
@@ -93,11 +92,11 @@ class ConditionalDDPMGeneration(GenerationPlugin):
         self._log_grid(ctx, round_index)
 
     def _active(self) -> bool:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         return o.lambda_d > 0 or o.lambda_cwm > 0 or o.lambda_ml > 0 or o.grid_per_cluster > 0
 
     def _generate_pool(self, ctx: RunContext, labels: torch.Tensor, round_index: int, epoch: int = 0) -> Pool:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         size = o.pool_size or len(labels)
         counts = pool_counts(labels, ctx.num_clusters, size, o.pool_min_per_class)
         wanted = torch.repeat_interleave(torch.arange(ctx.num_clusters), counts).to(ctx.device)
@@ -117,7 +116,7 @@ class ConditionalDDPMGeneration(GenerationPlugin):
         return hits / len(self.pool)
 
     def _log_grid(self, ctx: RunContext, round_index: int) -> None:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         if not o.grid_per_cluster or ctx.artifact_dir is None or self.pool is None:
             return
         from torchvision.utils import save_image
@@ -137,7 +136,7 @@ class ConditionalDDPMGeneration(GenerationPlugin):
 
     # -------------------------------------------------------------------------- the losses
     def loss(self, batch: Batch, forward: Any) -> dict[str, torch.Tensor]:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         if self.pool is None or not (o.lambda_d or o.lambda_cwm or o.lambda_ml):
             return {}
         labels = batch.logits_weak.detach().argmax(1)  # the real batch's online pseudo-labels (spec P8)

@@ -67,13 +67,11 @@ def ema_update(target: nn.Module, source: nn.Module, tau: float) -> None:
         t.mul_(tau).add_(s.detach(), alpha=1 - tau)
 
 
-class MoCoV2Pretrain(PretrainPlugin):
+class MoCoV2Pretrain(PretrainPlugin[Options]):
     """MoCo-v2: InfoNCE of query projections against momentum-encoder keys and a queue of old keys."""
 
-    Options = Options
-
     def pretrain(self, ctx: RunContext, backbone: nn.Module) -> PretrainResult:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         torch.manual_seed(ctx.seed)
         query = nn.Sequential(backbone, projector(int(backbone.out_dim), o.projection_hidden, o.projection_dim,
                                                   o.projector_bn)).to(ctx.device)

@@ -37,13 +37,11 @@ def projection_head(in_dim: int, hidden: int, out: int) -> nn.Module:
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out))
 
 
-class SimCLRPretrain(PretrainPlugin):
+class SimCLRPretrain(PretrainPlugin[Options]):
     """SimCLR: two augmented views per image, NT-Xent on a projection head (dropped afterwards)."""
 
-    Options = Options
-
     def pretrain(self, ctx: RunContext, backbone: nn.Module) -> PretrainResult:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         torch.manual_seed(ctx.seed)
         proj = projection_head(int(backbone.out_dim), o.projection_hidden, o.projection_dim).to(ctx.device)
         params = list(backbone.parameters()) + list(proj.parameters())

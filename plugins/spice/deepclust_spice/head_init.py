@@ -42,14 +42,12 @@ def _encode(backbone: nn.Module, ctx: RunContext, view: str, index: torch.Tensor
         return torch.cat([backbone(ctx.view(view, part, gen)).float() for part in index.split(chunk)])
 
 
-class SpicePrototypeHeadInit(HeadInitPlugin):
+class SpicePrototypeHeadInit(HeadInitPlugin[Options]):
     """Trains `heads` heads with the backbone frozen (eval mode); keeps the (epoch, head) of lowest loss."""
-
-    Options = Options
 
     def init_head(self, ctx: RunContext, backbone: nn.Module, features: torch.Tensor,
                   pretrained_head: nn.Module | None) -> nn.Module:
-        o: Options = self.options  # type: ignore[assignment]
+        o = self.options
         k, dim = ctx.num_clusters, int(features.shape[1])
         embed = F.normalize(features.float(), dim=1)  # top branch: raw view, L2-normalised
         torch.manual_seed(ctx.seed)

@@ -36,18 +36,16 @@ class Options(BaseModel):
     recompute_every: int = Field(0, ge=0, description="re-derive the reliable set every n epochs (0: fixed, paper)")
 
 
-class SpiceReliableSelection(SelectionPlugin):
+class SpiceReliableSelection(SelectionPlugin[Options]):
     """Reliable CE + weak->strong consistency; two Selections named 'reliable' and 'consistency'."""
-
-    Options = Options
 
     def __init__(self, options: BaseModel | None = None) -> None:
         super().__init__(options)
         self.reliable: torch.Tensor | None = None  # [N] stage-2 label of reliable samples, -1 elsewhere
 
     def on_epoch_start(self, ctx: RunContext, state: EpochState) -> None:
-        o: Options = self.options  # type: ignore[assignment]
-        epoch = state.epoch + 1  # the state is the snapshot after the previous epoch
+        o = self.options
+        epoch = state.epoch
         due = o.recompute_every > 0 and (epoch - 1) % o.recompute_every == 0
         if self.reliable is not None and not due:
             self.reliable = self.reliable.to(ctx.device)
@@ -73,19 +71,19 @@ class SpiceReliableSelection(SelectionPlugin):
         ctx.publish_labels("self_label", epoch, "reliable_label", index=index, labels=labels.cpu()[index])
         ctx.publish_labels("self_label", epoch, "all_label", index=torch.arange(len(labels)), labels=labels.cpu())
 
-    def select(self, batch: Batch) -> list[Selection]:
-        o: Options = self.options  # type: ignore[assignment]
+    def select(self, batch: Batch, confidence: torch.Tensor) -> list[Selection]:
+        o = self.options
         assert self.reliable is not None, "on_epoch_start must run before select"
-        target = self.reliable[batch.index]
+        target = self.reliable[batch.positions]
         is_reliable = target >= 0
         rel = is_reliable.nonzero(as_tuple=True)[0]
-        conf, pseudo = batch.confidence.max(dim=1)
+        conf, pseudo = confidence.max(dim=1)
         mask = conf >= o.eta
         if o.consistency_on == "unreliable":
             mask &= ~is_reliable
         con = mask.nonzero(as_tuple=True)[0]
-        return [Selection(index=rel, labels=target[rel], view=o.reliable_view, name="reliable", normalize="selected"),
-                Selection(index=con, labels=pseudo[con], view="strong", name="consistency", normalize="batch",
+        return [Selection(rows=rel, labels=target[rel], view=o.reliable_view, name="reliable", normalize="selected"),
+                Selection(rows=con, labels=pseudo[con], view="strong", name="consistency", normalize="batch",
                           scale=o.consistency_weight)]
 
     def state_dict(self) -> dict[str, Any]:
