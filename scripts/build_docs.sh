@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the HTML reference of the plugin API from its docstrings with pdoc (in the `test` extra, so
 # scripts/setup.sh installs it) into docs/reference/ (generated, not committed); open docs/reference/index.html.
-# tests/test_docs_reference.py builds the same modules (it reads the `modules=` line below) and checks that
+# tests/core/test_docs_reference.py builds the same modules (it reads the `modules=` line below) and checks that
 # every public name reachable from toolkit.api has a docstring.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,7 +6,7 @@ types below: a `RunContext` (unlabelled data, views, device, seeded generators, 
 per-batch `Batch`es and per-epoch `EpochState`s. It returns explicit outputs (`PretrainResult`, a head
 module, `Selection`s, probabilities, loss dictionaries), which the engine checks where it receives them.
 Everything here is re-exported from its home module, so `from toolkit.api import SelectionPlugin` is the
-stable spelling; tests/test_layout.py holds first-party plugins to it.
+stable spelling; tests/core/test_layout.py holds first-party plugins to it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The data plugins receive: unlabeled images, batches, per-epoch state. No ground truth anywhere.
 
 Labels live only in the engine's evaluation path; these types have no field that could carry them,
-so a plugin cannot reach them during training (tests/test_no_label_leak.py checks this).
+so a plugin cannot reach them during training (tests/core/test_no_label_leak.py checks this).
 """
 
 from __future__ import annotations

@@ -38,9 +38,13 @@ if TYPE_CHECKING:
 class Resumable(Protocol):
     """Anything whose state can be saved and restored: modules, optimizers, schedulers, `Checkpointed`."""
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        """The state to save: tensors and plain values only (resume points are loaded with weights_only)."""
+        ...
 
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+        ...
 
 
 class Checkpointed:
@@ -55,10 +59,12 @@ class Checkpointed:
         self.parts = {name: part for name, part in parts.items() if part is not None}
 
     def state_dict(self) -> dict[str, Any]:
+        """Every part's state under its name (tensors as CPU copies)."""
         return {name: part.detach().cpu().clone() if isinstance(part, torch.Tensor) else part.state_dict()
                 for name, part in self.parts.items()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore every part; a missing part (a resume point of another plugin version) is one clear error."""
         missing = sorted(set(self.parts) - set(state))
         if missing:
             raise TrainingError(f"the resume point lacks {', '.join(missing)}: it was written by another version "

@@ -3,14 +3,14 @@ head is trained on them with the backbone frozen, so self-labeling starts from t
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from toolkit.api import HeadInitPlugin, RunContext
+from toolkit.api import Checkpointed, HeadInitPlugin, RunContext
 from toolkit.ops.kmeans import kmeans
 
 HEAD_INIT_SALT = 2
@@ -34,43 +34,32 @@ class KMeansPseudoLabelHeadInit(HeadInitPlugin[Options]):
     def init_head(self, ctx: RunContext, backbone: nn.Module, features: torch.Tensor,
                   pretrained_head: nn.Module | None) -> nn.Module:
         o = self.options
-        torch.manual_seed(ctx.seed)
-        head = ctx.build_head(int(features.shape[1]))
+        with ctx.seeded():
+            head = ctx.build_head(int(features.shape[1]))
         optimizer = torch.optim.Adam(head.parameters(), lr=o.lr)
-        point = ctx.resume_point(STAGE)
-        if point is not None:  # an interrupted run: same k-means labels, continue after the saved epoch
-            labels = point["labels"]
-            head.load_state_dict(point["head"])
-            optimizer.load_state_dict(point["optimizer"])
-            start = int(point["epoch"]) + 1
-            ctx.warn(f"head_init (kmeans_pseudo_label): resuming after epoch {point['epoch']}")
-        else:
+        labels = torch.empty(0, dtype=torch.long)  # the k-means labels: computed once, kept by resume points
+        loop = ctx.epoch_loop(STAGE, o.epochs, Checkpointed(labels=labels, head=head, optimizer=optimizer),
+                              salt=(HEAD_INIT_SALT,), plugin="kmeans_pseudo_label")
+        if loop.resumed_from is None:
             result = kmeans(features, ctx.num_clusters, niter=o.niter, nredo=o.nredo, seed=ctx.seed,
                             spherical=o.spherical)
-            labels, start = torch.as_tensor(result.labels), 1
-            # k-means can take minutes on large data: always keep its labels (epoch 0)
-            ctx.save_point(STAGE, 0, _state(labels, head, optimizer), final=True)
+            labels.resize_(len(result.labels)).copy_(torch.as_tensor(result.labels))
+            loop.checkpoint(0)  # k-means can take minutes on large data: always keep its labels
         targets = labels.to(ctx.device)
         backbone.eval()
-        for epoch in range(start, o.epochs + 1):
-            gen = ctx.generator(HEAD_INIT_SALT, epoch)
+        for epoch in loop:
             total, steps = 0.0, 0
-            for index in ctx.batches(gen, o.batch_size):
+            for index in ctx.batches(epoch.generator, o.batch_size):
                 if len(index) < 2:
                     continue
                 with torch.no_grad():
-                    feats = features[index.to(features.device)] if o.view == "raw" else backbone(ctx.view(o.view, index, gen))
+                    feats = (features[index.to(features.device)] if o.view == "raw"
+                             else backbone(ctx.view(o.view, index, epoch.generator)))
                 loss = F.cross_entropy(head(feats.float()), targets[index.to(ctx.device)])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 total, steps = total + float(loss.detach()), steps + 1
-            ctx.log_epoch(STAGE, epoch, {"loss": total / max(steps, 1)})
-            ctx.save_point(STAGE, epoch, _state(labels, head, optimizer), final=epoch == o.epochs)
+            epoch.report(loss=total / max(steps, 1))
         backbone.train()
         return head
-
-
-def _state(labels: torch.Tensor, head: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """What `--resume` needs to continue head training: the k-means labels, head and optimizer."""
-    return {"labels": labels.cpu(), "head": head.state_dict(), "optimizer": optimizer.state_dict()}

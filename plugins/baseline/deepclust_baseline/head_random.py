@@ -15,5 +15,5 @@ class RandomHeadInit(HeadInitPlugin):
                   pretrained_head: nn.Module | None) -> nn.Module:
         if pretrained_head is not None:
             return pretrained_head
-        torch.manual_seed(ctx.seed)
-        return ctx.build_head(int(features.shape[1]))
+        with ctx.seeded():
+            return ctx.build_head(int(features.shape[1]))

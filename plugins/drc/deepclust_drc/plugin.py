@@ -7,7 +7,6 @@ R independent augmented views; the original logits are tiled R times so N = R*B 
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
@@ -15,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from deepclust_drc.loss import drc_loss
-from toolkit.api import PretrainPlugin, PretrainResult, RunContext, TrainingError, autocast
+from toolkit.api import Checkpointed, PretrainPlugin, PretrainResult, RunContext, TrainingError, autocast
 
 DRC_SALT = 5
 
@@ -58,44 +57,28 @@ class DRCPretrain(PretrainPlugin[Options]):
 
     def pretrain(self, ctx: RunContext, backbone: nn.Module) -> PretrainResult:
         o = self.options
-        torch.manual_seed(ctx.seed + 1)
         dim = int(backbone.out_dim)
-        head = ctx.build_head(dim).to(ctx.device)
-        heads: list[tuple[str, nn.Module]] = []
-        if o.aux_head:
-            heads.append(("aux", nn.Linear(dim, aux_size(o.aux_clusters, ctx.num_clusters)).to(ctx.device)))
-        heads.append(("main", head))
-        params = [p for m in [backbone] + [h for _, h in heads] for p in m.parameters() if p.requires_grad]
+        with ctx.seeded(DRC_SALT):
+            head = ctx.build_head(dim).to(ctx.device)
+            heads: dict[str, nn.Module] = {}
+            if o.aux_head:  # trained first in each epoch, as PICA does
+                heads["aux"] = nn.Linear(dim, aux_size(o.aux_clusters, ctx.num_clusters)).to(ctx.device)
+            heads["main"] = head
+        params = [p for m in [backbone, *heads.values()] for p in m.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
         if o.batch_size > len(ctx.data):
             raise TrainingError(f"stage pretrain (drc): batch_size {o.batch_size} exceeds the {len(ctx.data)} "
                                 "images (every batch would be dropped)")
-        metrics: dict[str, float] = {}
-        start = 1
-        point = ctx.resume_point("pretrain")
-        if point is not None:  # an interrupted run: continue after its last saved epoch
-            backbone.load_state_dict(point["backbone"])
-            for name, module in heads:
-                module.load_state_dict(point["heads"][name])
-            opt.load_state_dict(point["optimizer"])
-            start = int(point["epoch"]) + 1
-            ctx.warn(f"pretrain (drc): resuming after epoch {point['epoch']}")
-        for epoch in range(start, o.epochs + 1):
-            metrics = {}
-            for h, (name, module) in enumerate(heads):
-                part = self._pass(ctx, backbone, module, opt, params, ctx.generator(DRC_SALT, epoch, h))
+        state = Checkpointed(backbone=backbone, heads=nn.ModuleDict(heads), optimizer=opt)
+        loop = ctx.epoch_loop("pretrain", o.epochs, state, salt=(DRC_SALT,), plugin="drc")
+        for epoch in loop:
+            for h, (name, module) in enumerate(heads.items()):
+                part = self._pass(ctx, backbone, module, opt, params, epoch.generator_for(h))
                 prefix = "" if name == "main" else "aux_"
-                metrics.update({f"{prefix}{k}": v for k, v in part.items()})
-            bad = [k for k, v in metrics.items() if not math.isfinite(v)]
-            if bad:
-                raise TrainingError(f"stage pretrain (drc), epoch {epoch}: non-finite loss {', '.join(bad)}")
-            ctx.log_epoch("pretrain", epoch, metrics)
-            ctx.save_point("pretrain", epoch, {"backbone": backbone.state_dict(), "optimizer": opt.state_dict(),
-                                               "heads": {n: m.state_dict() for n, m in heads}},
-                           final=epoch == o.epochs)
+                epoch.report({f"{prefix}{k}": v for k, v in part.items()})
         backbone.eval()
         head.eval()
-        return PretrainResult(backbone, head=head, metrics=metrics)
+        return PretrainResult(backbone, head=head, metrics=loop.metrics)
 
     def _views(self, ctx: RunContext, images: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(original batch [B], augmented batch [R*B] ordered [all images, all images, ...])."""

@@ -1,7 +1,8 @@
 """Training the conditional DDPM on real images and their current cluster labels (Eq. 6).
 
 Every epoch's randomness is seeded from (round, epoch), and the whole generator state is saved as a
-resume point, so a killed run continues inside generator training and ends as if never stopped.
+resume point (`ctx.epoch_loop`), so a killed run continues inside generator training and ends as if
+never stopped.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 import torch
 
 from deepclust_gcc.ddpm import ConditionalDDPM, to_unit_range
-from toolkit.api import RunContext, TrainingError, autocast
+from toolkit.api import Checkpointed, RunContext, TrainingError, autocast
 
 GENERATOR_SALT = 51
 
@@ -36,17 +37,11 @@ class GeneratorTrainer:
     def train(self, ctx: RunContext, labels: torch.Tensor, epochs: int, stage: str, round_index: int,
               batch_size: int, hflip: bool, warmup: bool) -> float:
         """`epochs` passes over the real images conditioned on `labels`; returns the last mean loss."""
-        point = ctx.resume_point(stage)
-        first = 1
-        if point is not None:
-            self.load_state_dict(point["generator"])
-            first = int(point["epoch"]) + 1
-            ctx.warn(f"{stage}: resuming after generator epoch {point['epoch']}")
-        last = float("nan")
+        loop = ctx.epoch_loop(stage, epochs, Checkpointed(generator=self), salt=(GENERATOR_SALT, round_index),
+                              plugin="gcc", seed_global=True)  # the global RNG: the U-Net's dropout
         self.ddpm.unet.train()
-        for epoch in range(first, epochs + 1):
-            gen = ctx.generator(GENERATOR_SALT, round_index, epoch)
-            torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))  # dropout draws, seeded per epoch
+        for epoch in loop:
+            gen = epoch.generator
             total = torch.zeros((), device=ctx.device)
             steps = 0
             for index in ctx.batches(gen, batch_size):
@@ -57,16 +52,14 @@ class GeneratorTrainer:
                 y = labels[index.to(labels.device)].to(ctx.device)
                 with autocast(ctx.device):
                     loss = self.ddpm.loss(x0, y, gen)
-                if not torch.isfinite(loss):
-                    raise TrainingError(f"stage {stage}, epoch {epoch}: non-finite loss in generator loss_ddpm "
-                                        "(try a lower generation.lr or grad_clip)")
+                if not torch.isfinite(loss):  # stop at once: later steps would only spread the NaN
+                    raise TrainingError(f"stage {stage}, epoch {epoch.number}: non-finite loss in generator "
+                                        "loss_ddpm (try a lower generation.lr or grad_clip)")
                 self._step(loss, warmup)
                 total += loss.detach()
                 steps += 1
-            last = float(total) / max(steps, 1)  # one host read per epoch
-            ctx.log_epoch(stage, epoch, {"loss_ddpm": last})
-            ctx.save_point(stage, epoch, {"generator": self.state_dict()}, final=epoch == epochs)
-        return last
+            epoch.report(loss_ddpm=float(total) / max(steps, 1))  # one host read per epoch
+        return loop.metrics.get("loss_ddpm", float("nan"))
 
     def _step(self, loss: torch.Tensor, warmup: bool) -> None:
         if warmup and self.warmup_steps:

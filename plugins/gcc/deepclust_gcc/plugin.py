@@ -36,8 +36,7 @@ class ConditionalDDPMGeneration(GenerationPlugin[Options]):
             raise ValueError(f"conditional_ddpm needs square images, got {data.image_size}")
         self.ctx, self.head = ctx, head
         betas = make_betas(o.beta_schedule, o.timesteps, o.beta_start, o.beta_end, o.scale_betas)
-        with torch.random.fork_rng(devices=[]):  # building the U-Net must not shift the run's draws
-            torch.manual_seed(ctx.seed + POOL_SALT)
+        with ctx.seeded(POOL_SALT):  # seeded, and the run's other draws stay where they were
             ddpm = ConditionalDDPM(o.preset, data.image_size[0], data.channels, ctx.num_clusters, betas,
                                    o.dropout, o.ema_decay).to(ctx.device)
         self.trainer = GeneratorTrainer(ddpm, o.lr, o.grad_clip, o.warmup_steps)

@@ -30,3 +30,13 @@ class KeyQueue:
         idx = (torch.arange(n, device=keys.device) + self.ptr) % len(self.keys)
         self.keys[idx] = keys
         self.ptr = (self.ptr + n) % len(self.keys)
+
+    def state_dict(self) -> dict[str, torch.Tensor | int]:
+        """The queued keys and write position, for resume points."""
+        return {"keys": self.keys.cpu(), "ptr": self.ptr}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor | int]) -> None:
+        keys = state["keys"]
+        assert isinstance(keys, torch.Tensor)
+        self.keys.copy_(keys.to(self.keys.device))
+        self.ptr = int(state["ptr"])

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from deepclust_mocov2.loss import KeyQueue, moco_infonce
-from toolkit.api import PretrainPlugin, PretrainResult, RunContext, TrainingError, autocast
+from toolkit.api import Checkpointed, PretrainPlugin, PretrainResult, RunContext, autocast
 from toolkit.data.views import AugmentConfig
 
 PRETRAIN_SALT = 1
@@ -72,9 +72,9 @@ class MoCoV2Pretrain(PretrainPlugin[Options]):
 
     def pretrain(self, ctx: RunContext, backbone: nn.Module) -> PretrainResult:
         o = self.options
-        torch.manual_seed(ctx.seed)
-        query = nn.Sequential(backbone, projector(int(backbone.out_dim), o.projection_hidden, o.projection_dim,
-                                                  o.projector_bn)).to(ctx.device)
+        with ctx.seeded():
+            query = nn.Sequential(backbone, projector(int(backbone.out_dim), o.projection_hidden, o.projection_dim,
+                                                      o.projector_bn)).to(ctx.device)
         key = copy.deepcopy(query)
         for p in key.parameters():
             p.requires_grad_(False)
@@ -85,22 +85,15 @@ class MoCoV2Pretrain(PretrainPlugin[Options]):
         else:
             opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
         view = ctx.views.custom(o.augment) if o.augment is not None else ctx.views.get(o.view)
-        steps_per_epoch = max(len(ctx.data) // o.batch_size, 1)
+        steps_per_epoch = max(len(ctx.data) // o.batch_size, 1)  # exact: batches drop the last partial one
         total = steps_per_epoch * o.epochs
-        step, last = 0, float("nan")
         query.train()
         key.train()
-        start = 1
-        point = ctx.resume_point("pretrain")
-        if point is not None:  # an interrupted run: continue after its last saved epoch
-            query.load_state_dict(point["query"])
-            key.load_state_dict(point["key"])
-            opt.load_state_dict(point["optimizer"])
-            queue.keys.copy_(point["queue"].to(ctx.device))
-            queue.ptr, step, start = int(point["queue_ptr"]), int(point["step"]), int(point["epoch"]) + 1
-            ctx.warn(f"pretrain (mocov2): resuming after epoch {point['epoch']}")
-        for epoch in range(start, o.epochs + 1):
-            gen = ctx.generator(PRETRAIN_SALT, epoch)
+        state = Checkpointed(query=query, key=key, optimizer=opt, queue=queue)
+        loop = ctx.epoch_loop("pretrain", o.epochs, state, salt=(PRETRAIN_SALT,), plugin="mocov2")
+        step = (loop.resumed_from or 0) * steps_per_epoch
+        for epoch in loop:
+            gen = epoch.generator
             running = torch.zeros((), device=ctx.device)
             count = 0
             for index in ctx.batches(gen, o.batch_size, drop_last=True):
@@ -124,11 +117,5 @@ class MoCoV2Pretrain(PretrainPlugin[Options]):
                 running += loss.detach()
                 count += 1
                 step += 1
-            last = float(running) / max(count, 1)
-            if not math.isfinite(last):
-                raise TrainingError(f"stage pretrain (mocov2), epoch {epoch}: non-finite loss infonce")
-            ctx.log_epoch("pretrain", epoch, {"loss": last})
-            ctx.save_point("pretrain", epoch, {"query": query.state_dict(), "key": key.state_dict(),
-                                               "optimizer": opt.state_dict(), "queue": queue.keys.cpu(),
-                                               "queue_ptr": queue.ptr, "step": step}, final=epoch == o.epochs)
-        return PretrainResult(backbone, metrics={"loss": last})
+            epoch.report(loss=float(running) / max(count, 1))
+        return PretrainResult(backbone, metrics={"loss": loop.metrics.get("loss", float("nan"))})

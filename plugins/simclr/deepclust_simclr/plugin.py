@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from deepclust_simclr.loss import nt_xent
-from toolkit.api import PretrainPlugin, PretrainResult, RunContext, TrainingError, autocast
+from toolkit.api import Checkpointed, PretrainPlugin, PretrainResult, RunContext, autocast
 from toolkit.data.views import AugmentConfig
 
 PRETRAIN_SALT = 1
@@ -42,8 +42,8 @@ class SimCLRPretrain(PretrainPlugin[Options]):
 
     def pretrain(self, ctx: RunContext, backbone: nn.Module) -> PretrainResult:
         o = self.options
-        torch.manual_seed(ctx.seed)
-        proj = projection_head(int(backbone.out_dim), o.projection_hidden, o.projection_dim).to(ctx.device)
+        with ctx.seeded():
+            proj = projection_head(int(backbone.out_dim), o.projection_hidden, o.projection_dim).to(ctx.device)
         params = list(backbone.parameters()) + list(proj.parameters())
         if o.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
@@ -53,25 +53,15 @@ class SimCLRPretrain(PretrainPlugin[Options]):
         view = ctx.views.custom(o.augment) if o.augment is not None else ctx.views.get(o.view)
         backbone.train()
         proj.train()
-        last = float("nan")
-        start = 1
-        point = ctx.resume_point("pretrain")
-        if point is not None:  # an interrupted run: continue after its last saved epoch
-            backbone.load_state_dict(point["backbone"])
-            proj.load_state_dict(point["projection"])
-            opt.load_state_dict(point["optimizer"])
-            if sched is not None:
-                sched.load_state_dict(point["scheduler"])
-            start = int(point["epoch"]) + 1
-            ctx.warn(f"pretrain (simclr): resuming after epoch {point['epoch']}")
-        for epoch in range(start, o.epochs + 1):
-            gen = ctx.generator(PRETRAIN_SALT, epoch)
+        state = Checkpointed(backbone=backbone, projection=proj, optimizer=opt, scheduler=sched)
+        loop = ctx.epoch_loop("pretrain", o.epochs, state, salt=(PRETRAIN_SALT,), plugin="simclr")
+        for epoch in loop:
             total = torch.zeros((), device=ctx.device)
             steps = 0
-            for index in ctx.batches(gen, o.batch_size, drop_last=True):
+            for index in ctx.batches(epoch.generator, o.batch_size, drop_last=True):
                 images = ctx.images(index)
                 with autocast(ctx.device):
-                    z = proj(backbone(torch.cat([view(images, gen), view(images, gen)])))
+                    z = proj(backbone(torch.cat([view(images, epoch.generator), view(images, epoch.generator)])))
                 z1, z2 = z.float().chunk(2)
                 loss = nt_xent(z1, z2, o.temperature)
                 opt.zero_grad(set_to_none=True)
@@ -81,12 +71,5 @@ class SimCLRPretrain(PretrainPlugin[Options]):
                 steps += 1
             if sched:
                 sched.step()
-            last = float(total) / max(steps, 1)
-            if last != last or last in (float("inf"), float("-inf")):
-                raise TrainingError(f"stage pretrain (simclr), epoch {epoch}: non-finite loss nt_xent")
-            ctx.log_epoch("pretrain", epoch, {"loss": last})
-            ctx.save_point("pretrain", epoch, {"backbone": backbone.state_dict(), "projection": proj.state_dict(),
-                                               "optimizer": opt.state_dict(),
-                                               "scheduler": sched.state_dict() if sched is not None else {}},
-                           final=epoch == o.epochs)
-        return PretrainResult(backbone, metrics={"loss": last})
+            epoch.report(loss=float(total) / max(steps, 1))
+        return PretrainResult(backbone, metrics={"loss": loop.metrics.get("loss", float("nan"))})

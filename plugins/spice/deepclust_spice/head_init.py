@@ -4,7 +4,7 @@ frozen backbone by prototype pseudo-labeling; the head with the lowest label-fre
 from __future__ import annotations
 
 import copy
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from deepclust_spice.prototype import double_softmax_ce, entropy_penalty, head_score, prototype_labels
-from toolkit.api import HeadInitPlugin, RunContext
+from toolkit.api import Checkpointed, HeadInitPlugin, RunContext
 
 HEAD_INIT_SALT = 2
 STAGE = "head_init"
@@ -42,6 +42,22 @@ def _encode(backbone: nn.Module, ctx: RunContext, view: str, index: torch.Tensor
         return torch.cat([backbone(ctx.view(view, part, gen)).float() for part in index.split(chunk)])
 
 
+class Best:
+    """The kept head so far (lowest label-free loss over epochs and heads) and the last epoch's labels,
+    saved with the resume points."""
+
+    def __init__(self, state: dict[str, torch.Tensor]) -> None:
+        self.loss, self.state = float("inf"), state
+        self.labels: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"loss": self.loss, "state": self.state, "labels": self.labels}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.loss, self.state = float(saved["loss"]), saved["state"]
+        self.labels = tuple(saved["labels"]) if saved["labels"] is not None else None  # type: ignore[assignment]
+
+
 class SpicePrototypeHeadInit(HeadInitPlugin[Options]):
     """Trains `heads` heads with the backbone frozen (eval mode); keeps the (epoch, head) of lowest loss."""
 
@@ -50,22 +66,18 @@ class SpicePrototypeHeadInit(HeadInitPlugin[Options]):
         o = self.options
         k, dim = ctx.num_clusters, int(features.shape[1])
         embed = F.normalize(features.float(), dim=1)  # top branch: raw view, L2-normalised
-        torch.manual_seed(ctx.seed)
-        heads = nn.ModuleList([ctx.build_head(dim) for _ in range(o.heads)]).to(ctx.device)
+        with ctx.seeded():
+            heads = nn.ModuleList([ctx.build_head(dim) for _ in range(o.heads)]).to(ctx.device)
         optimizer = torch.optim.Adam(heads.parameters(), lr=o.lr)
         backbone.eval()  # truly frozen, BN statistics included (spec P-10)
-        best_loss, best_state = float("inf"), copy.deepcopy(heads[0].state_dict())
-        start = 1
-        point = ctx.resume_point(STAGE)
-        if point is not None:  # an interrupted run: continue after its last saved epoch
-            heads.load_state_dict(point["heads"])
-            optimizer.load_state_dict(point["optimizer"])
-            best_loss, best_state, start = float(point["best_loss"]), point["best_state"], int(point["epoch"]) + 1
-            ctx.warn(f"head_init (spice_prototype): resuming after epoch {point['epoch']}")
-            if start > o.epochs:  # finished before the kill: report its last labels again (summary's latest)
-                ctx.publish_labels(STAGE, int(point["epoch"]), "prototype_label", *point["labels"])
-        for epoch in range(start, o.epochs + 1):
-            gen = ctx.generator(HEAD_INIT_SALT, epoch)
+        best = Best(copy.deepcopy(heads[0].state_dict()))
+        loop = ctx.epoch_loop(STAGE, o.epochs, Checkpointed(heads=heads, optimizer=optimizer, best=best),
+                              salt=(HEAD_INIT_SALT,), plugin="spice_prototype")
+        if loop.resumed_from is not None and loop.resumed_from >= o.epochs and best.labels is not None:
+            # finished before the kill: report its last labels again (the summary's latest)
+            ctx.publish_labels(STAGE, loop.resumed_from, "prototype_label", *best.labels)
+        for epoch in loop:
+            gen = epoch.generator
             train_loss, steps, pairs = 0.0, 0, 0
             for index in ctx.batches(gen, o.batch_size):
                 per_cluster = len(index) // k
@@ -101,23 +113,22 @@ class SpicePrototypeHeadInit(HeadInitPlugin[Options]):
             scores = self._score(heads, features, embed, o)
             h_best = min(range(len(scores)), key=lambda h: scores[h][0])
             loss_best, idx_best, lab_best = scores[h_best]
-            if loss_best < best_loss:
-                best_loss, best_state = loss_best, copy.deepcopy(heads[h_best].state_dict())
-            ctx.log_epoch(STAGE, epoch, {
+            if loss_best < best.loss:
+                best.loss, best.state = loss_best, copy.deepcopy(heads[h_best].state_dict())
+            best.labels = (idx_best.cpu(), lab_best.cpu())
+            epoch.report({
                 "loss": train_loss / max(steps, 1),
                 "prototype_labels": float(pairs),  # labelled (sample, cluster) pairs per head this epoch
                 "head_loss_min": loss_best,
                 "head_loss_mean": sum(s[0] for s in scores) / len(scores),
                 "best_head": float(h_best),
-                "kept_loss": best_loss,
+                "kept_loss": best.loss,
             })
-            ctx.publish_labels(STAGE, epoch, "prototype_label", index=idx_best, labels=lab_best)
-            ctx.save_point(STAGE, epoch, {"heads": heads.state_dict(), "optimizer": optimizer.state_dict(),
-                                          "best_loss": best_loss, "best_state": best_state,
-                                          "labels": [idx_best.cpu(), lab_best.cpu()]}, final=epoch == o.epochs)
-        head = ctx.build_head(dim)
+            ctx.publish_labels(STAGE, epoch.number, "prototype_label", index=idx_best, labels=lab_best)
+        with ctx.seeded():
+            head = ctx.build_head(dim)
         if o.epochs > 0:
-            head.load_state_dict(best_state)
+            head.load_state_dict(best.state)
         return head.to(ctx.device)
 
     @staticmethod

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -148,7 +149,17 @@ def test_signal_raises_interrupted_once_and_handlers_come_back() -> None:
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
-def test_signal_inside_an_observer_call_waits_for_its_end() -> None:
+@pytest.fixture
+def sigint_handled() -> Iterator[None]:
+    """SIGINT as in a terminal, even when the test runner was started with it ignored (a background job)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_signal_inside_an_observer_call_waits_for_its_end(sigint_handled: None) -> None:
     finished = []
     with pytest.raises(Interrupted) as info:
         with interrupt_on_signals():

@@ -4,10 +4,11 @@ the core never imports a plugin, and plugins reach the core only through its pub
 from __future__ import annotations
 
 import ast
+import re
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: The core rooms a plugin may import: the plugin API and the public helpers (data sets and views,
 #: backbones and heads, k-means / kNN / matching).
 PLUGIN_ROOMS = {"toolkit", "toolkit.api", "toolkit.data", "toolkit.nn", "toolkit.ops"}
@@ -87,3 +88,20 @@ def test_plugins_import_only_the_public_rooms_of_the_core() -> None:
             if module.split(".")[0] == "toolkit" and ".".join(module.split(".")[:2]) not in PLUGIN_ROOMS:
                 offenders.append(f"{path.relative_to(ROOT)}: {module}")
     assert not offenders, "plugins must import toolkit.api (or toolkit.data/nn/ops): " + "; ".join(offenders)
+
+
+#: Rooms documented as a whole (their files are small, public helpers named by what they hold).
+SUMMARISED_ROOMS = {"data", "nn", "ops"}
+
+
+def test_the_architecture_map_names_every_room_and_module() -> None:
+    """docs/architecture.md's map must follow the folders: a new room or module without a line fails."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    block = doc.split("## Layers", 1)[1].split("Dependencies point one way", 1)[0]
+    named = set(re.findall(r"[A-Za-z_]+\.py|[A-Za-z_]+/", block))
+    core = ROOT / "toolkit"
+    missing = [f"{room.name}/" for room in core.iterdir() if room.is_dir() and room.name != "__pycache__"
+               and f"{room.name}/" not in named]
+    missing += [str(path.relative_to(core)) for path in core.rglob("*.py") if path.name != "__init__.py"
+                and path.parent.name not in SUMMARISED_ROOMS and path.name not in named]
+    assert not missing, f"docs/architecture.md does not describe: {', '.join(sorted(missing))}"

@@ -17,7 +17,7 @@ import pytest
 
 import toolkit.api
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "build_docs.sh"
 
 #: Public names allowed to go without a docstring (none today); add one here only with a reason.
