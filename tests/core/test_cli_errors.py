@@ -15,7 +15,7 @@ BASELINE = RECIPES / "baseline_digits.toml"
 
 def toolkit(args: list[str], cwd: Path, uri: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "toolkit.commands.app", *args], capture_output=True, text=True, cwd=cwd,
-                          env=toolkit_env(MLFLOW_TRACKING_URI=uri), timeout=300)
+                          env=toolkit_env(MLFLOW_TRACKING_URI=uri), timeout=1800)
 
 
 def assert_user_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:

@@ -63,7 +63,7 @@ def test_cli_reports_training_failure_in_one_line(tmp_path: Path, mlflow_store: 
     proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "run", str(RECIPES / "baseline_digits.toml"),
                            *[a for s in TINY + ["train.lr=1e30", "train.backbone_lr=1e30"] for a in ("--set", s)],
                            "-o", str(tmp_path / "run"), "--no-progress"], capture_output=True, text=True,
-                          env=toolkit_env(MLFLOW_TRACKING_URI=mlflow_store), timeout=600)
+                          env=toolkit_env(MLFLOW_TRACKING_URI=mlflow_store), timeout=1800)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     assert "training failed: stage self_label" in proc.stderr and "non-finite" in proc.stderr

@@ -22,7 +22,7 @@ TINY = ["pretrain.epochs=2", "pretrain.batch_size=256", "head_init.epochs=1", "h
 
 def toolkit(args: list[str], cwd: Path, uri: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "toolkit.commands.app", *args], capture_output=True, text=True, cwd=cwd,
-                          env=toolkit_env(MLFLOW_TRACKING_URI=uri), timeout=600)
+                          env=toolkit_env(MLFLOW_TRACKING_URI=uri), timeout=1800)
 
 
 def sets(items: list[str]) -> list[str]:

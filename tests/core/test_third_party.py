@@ -23,11 +23,11 @@ TINY = ["pretrain.epochs=2", "pretrain.batch_size=256", "head_init.epochs=1", "h
 
 def pip_target(package: Path, target: Path) -> None:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
-                    str(target), str(package)], check=True, capture_output=True, text=True, timeout=300)
+                    str(target), str(package)], check=True, capture_output=True, text=True, timeout=1800)
 
 
 def run(args: list[str], cwd: Path, pythonpath: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, capture_output=True, text=True, cwd=cwd, timeout=600,
+    return subprocess.run(args, capture_output=True, text=True, cwd=cwd, timeout=1800,
                           env=toolkit_env(PYTHONPATH=str(pythonpath), **env))
 
 
@@ -51,7 +51,7 @@ def test_example_package_installed_and_used_end_to_end(tmp_path: Path, mlflow_st
 
 def test_scaffolded_package_passes_its_own_test(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "plugins", "new", "sharp_sel", "--slot", "selection",
-                           "--dir", str(tmp_path)], capture_output=True, text=True, env=toolkit_env(), timeout=120)
+                           "--dir", str(tmp_path)], capture_output=True, text=True, env=toolkit_env(), timeout=1800)
     assert proc.returncode == 0, proc.stderr
     pkg = tmp_path / "sharp_sel"
     assert (pkg / "pyproject.toml").is_file() and (pkg / "tests" / "test_plugin.py").is_file()
@@ -65,7 +65,7 @@ def test_scaffolded_package_passes_its_own_test(tmp_path: Path) -> None:
 def test_scaffold_rejects_bad_names(tmp_path: Path) -> None:
     for name, slot in (("Bad-Name", "selection"), ("ok_name", "nowhere")):
         proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "plugins", "new", name, "--slot", slot, "--dir",
-                               str(tmp_path)], capture_output=True, text=True, env=toolkit_env(), timeout=120)
+                               str(tmp_path)], capture_output=True, text=True, env=toolkit_env(), timeout=1800)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
 
 
@@ -144,7 +144,7 @@ def test_recipe_using_a_bad_plugin_fails_in_one_line(tmp_path: Path, bad_site: P
 
 def test_plugins_show(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "plugins", "show", "kmeans_pseudo_label"],
-                          capture_output=True, text=True, env=toolkit_env(), timeout=120)
+                          capture_output=True, text=True, env=toolkit_env(), timeout=1800)
     assert proc.returncode == 0, proc.stderr
     for fragment in ("head_init", "deepclust-baseline", "nredo", "spherical", "True", "k-means"):
         assert fragment in proc.stdout, fragment

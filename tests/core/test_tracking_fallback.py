@@ -34,7 +34,7 @@ def test_unreachable_server_logs_the_run_in_its_output_folder(tmp_path: Path) ->
            *[a for s in TINY for a in ("--set", s)], "-o", str(out), "--device", "cpu", "--no-progress",
            "--tracking-fallback", "local"]
     proc = subprocess.run(cmd, env=toolkit_env(MLFLOW_TRACKING_URI=dead_server()), cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-2000:]
     store = f"sqlite:///{out.resolve() / 'mlflow.db'}"
     notices = [line for line in proc.stderr.splitlines() if "unreachable" in line]

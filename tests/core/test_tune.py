@@ -76,7 +76,7 @@ def test_search_of_four_trials(tmp_path: Path, mlflow_store: str) -> None:
 
     assert load_recipe(best).config.train.lr == pytest.approx(result.best["config"]["train.lr"])
     proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "run", str(best), "-o", str(tmp_path / "rerun"),
-                           "--device", "cpu"], capture_output=True, text=True, timeout=300,
+                           "--device", "cpu"], capture_output=True, text=True, timeout=1800,
                           env=toolkit_env(MLFLOW_TRACKING_URI=mlflow_store))
     assert proc.returncode == 0, proc.stderr[-2000:]
     rerun = json.loads((tmp_path / "rerun" / "summary.json").read_text())

@@ -48,7 +48,7 @@ def test_tune_input_errors_are_one_line(tmp_path: Path, args: list[str], fragmen
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "tune", str(BASELINE), "-o", str(tmp_path / "s"), *args],
                           capture_output=True, text=True, cwd=tmp_path, env=toolkit_env(MLFLOW_TRACKING_URI=uri),
-                          timeout=300)
+                          timeout=1800)
     assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
@@ -62,7 +62,7 @@ def test_recipe_without_tune_section(tmp_path: Path) -> None:
     recipe.write_text('[experiment]\nname = "plain"\n[data]\ndataset = "digits"\n')
     proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "tune", str(recipe), "-o", str(tmp_path / "s")],
                           capture_output=True, text=True, cwd=tmp_path,
-                          env=toolkit_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"), timeout=300)
+                          env=toolkit_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"), timeout=1800)
     assert proc.returncode == 2 and "[tune]" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
@@ -145,7 +145,7 @@ def test_search_on_an_existing_ray_cluster(tmp_path: Path) -> None:
         out = tmp_path / "search"
         proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "tune", str(BASELINE), "-n", "2", "-o", str(out),
                                "--address", f"127.0.0.1:{port}", "--no-progress", *sets],
-                              capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+                              capture_output=True, text=True, cwd=tmp_path, env=env, timeout=1800)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert (out / "best.toml").is_file()
         import json
@@ -177,7 +177,7 @@ def test_unreachable_cluster_is_one_line(tmp_path: Path) -> None:
         port = s.getsockname()[1]
     proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", "tune", str(BASELINE), "-o", str(tmp_path / "s"),
                            "--address", f"127.0.0.1:{port}"], capture_output=True, text=True, cwd=tmp_path,
-                          env=toolkit_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"), timeout=300)
+                          env=toolkit_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}"), timeout=1800)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.strip() and "WARNING" not in line]
     assert f"cannot join the Ray cluster at 127.0.0.1:{port}" in lines[-1] and "ray start --head" in lines[-1], lines

@@ -21,7 +21,7 @@ def test_cdc_digits_run(tmp_path: Path, mlflow_store: str) -> None:
     args = ["run", str(RECIPES / "cdc_digits.toml"), *sum((["--set", s] for s in TINY), []), "-o", str(out),
             "--device", "cpu", "--no-progress"]
     proc = subprocess.run([sys.executable, "-m", "toolkit.commands.app", *args], capture_output=True, text=True, cwd=tmp_path,
-                          env=toolkit_env(MLFLOW_TRACKING_URI=mlflow_store), timeout=600)
+                          env=toolkit_env(MLFLOW_TRACKING_URI=mlflow_store), timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["plugins"] == {"pretrain": "simclr", "head_init": "prototype", "selection": "cdc_calibrated",

@@ -16,8 +16,9 @@ SETTINGS = ["pretrain.epochs=2", "pretrain.batch_size=256", "head_init.epochs=1"
 
 
 def test_two_runs_share_one_store(tmp_path: Path) -> None:
-    env = toolkit_env(MLFLOW_TRACKING_URI="")  # empty: use the default store under the working folder
-    env.pop("MLFLOW_TRACKING_URI")
+    # own backbone cache: another test's cached backbone of the same settings would skip pretraining here
+    env = toolkit_env(MLFLOW_TRACKING_URI="", TOOLKIT_CACHE_DIR=str(tmp_path / "cache"))
+    env.pop("MLFLOW_TRACKING_URI")  # unset: use the default store under the working folder
     procs = []
     for seed in (0, 1):
         cmd = [sys.executable, "-m", "toolkit.commands.app", "run", str(RECIPES / "baseline_digits.toml"),
@@ -26,7 +27,7 @@ def test_two_runs_share_one_store(tmp_path: Path) -> None:
         procs.append(subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       text=True))
     for p in procs:
-        _, err = p.communicate(timeout=600)
+        _, err = p.communicate(timeout=1800)
         assert p.returncode == 0, err[-2000:]
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     for seed in (0, 1):

@@ -17,7 +17,7 @@ SMALL = ["pretrain.epochs=12", "model.hidden_dims=[128, 128]", "pretrain.aux_hea
 
 def _cli(args: list[str], cwd: Path, uri: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "toolkit.commands.app", *args], capture_output=True, text=True, cwd=cwd,
-                          env=toolkit_env(MLFLOW_TRACKING_URI=uri, OMP_NUM_THREADS="1"), timeout=300)
+                          env=toolkit_env(MLFLOW_TRACKING_URI=uri, OMP_NUM_THREADS="1"), timeout=1800)
 
 
 def _sets(overrides: list[str]) -> list[str]:

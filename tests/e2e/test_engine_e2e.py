@@ -28,7 +28,7 @@ TINY = ["pretrain.epochs=3", "pretrain.batch_size=256", "head_init.epochs=1", "h
 
 def run_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "toolkit.commands.app", *args], capture_output=True, text=True, cwd=cwd,
-                          env=toolkit_env(**env), timeout=600)
+                          env=toolkit_env(**env), timeout=1800)  # a hang guard only
 
 
 def kmeans_raw_pixel_acc() -> float:

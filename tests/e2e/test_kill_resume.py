@@ -59,7 +59,7 @@ def metrics(out: Path) -> dict:
 def test_kill_9_then_resume_matches_uninterrupted(tmp_path: Path, mlflow_store: str) -> None:
     env = toolkit_env(MLFLOW_TRACKING_URI=mlflow_store)
     full = tmp_path / "full"
-    subprocess.run(command(full), env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run(command(full), env=env, check=True, capture_output=True, timeout=1800)
 
     out = tmp_path / "killed"
     proc = subprocess.Popen(command(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -75,7 +75,7 @@ def test_kill_9_then_resume_matches_uninterrupted(tmp_path: Path, mlflow_store: 
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "summary.json").exists()
-    resumed = subprocess.run(command(out, "--resume"), env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(command(out, "--resume"), env=env, capture_output=True, text=True, timeout=1800)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming after epoch" in resumed.stderr or load_safe(out / "checkpoints" / "last.pt")["epoch"] == 12
     assert metrics(out) == metrics(full)
@@ -95,12 +95,12 @@ def test_kill_9_during_pretraining_resumes_inside_the_stage(tmp_path: Path, mlfl
                            TOOLKIT_STAGE_CHECKPOINT_SECONDS="0")
 
     full = tmp_path / "full"
-    subprocess.run(cmd(full), env=env("c1"), check=True, capture_output=True, timeout=600)
+    subprocess.run(cmd(full), env=env("c1"), check=True, capture_output=True, timeout=1800)
     out = tmp_path / "killed"
     proc = subprocess.Popen(cmd(out), env=env("c2"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     epoch = kill_inside_stage(proc, out / "checkpoints" / "stages" / "pretrain.pt", 5, 40)
     assert not (out / "checkpoints" / "last.pt").exists()
-    resumed = subprocess.run(cmd(out, "--resume"), env=env("c2"), capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(cmd(out, "--resume"), env=env("c2"), capture_output=True, text=True, timeout=1800)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert metrics(out) == metrics(full)
     steps = logged_epochs(mlflow_store, out, "pretrain_loss")
@@ -117,13 +117,13 @@ def test_kill_9_during_head_init_resumes_inside_the_stage(tmp_path: Path, mlflow
     """k-means pseudo-label head training: labels, head and optimizer come back; the epochs continue."""
     env = toolkit_env(MLFLOW_TRACKING_URI=mlflow_store, TOOLKIT_STAGE_CHECKPOINT_SECONDS="0")
     full = tmp_path / "full"
-    subprocess.run(command(full, settings=HEAD_INIT), env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run(command(full, settings=HEAD_INIT), env=env, check=True, capture_output=True, timeout=1800)
     out = tmp_path / "killed"
     proc = subprocess.Popen(command(out, settings=HEAD_INIT), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     epoch = kill_inside_stage(proc, out / "checkpoints" / "stages" / "head_init.pt", 3, 80)
     resumed = subprocess.run(command(out, "--resume", settings=HEAD_INIT), env=env, capture_output=True, text=True,
-                             timeout=600)
+                             timeout=1800)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert metrics(out) == metrics(full)
     steps = logged_epochs(mlflow_store, out, "head_init_loss")

@@ -42,7 +42,7 @@ def test_aggregate_mean_and_sample_std() -> None:
 
 def _cli(args: list[str], cwd: Path, uri: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "toolkit.commands.app", *args], capture_output=True, text=True, cwd=cwd,
-                          env=toolkit_env(MLFLOW_TRACKING_URI=uri, OMP_NUM_THREADS="1"), timeout=300)
+                          env=toolkit_env(MLFLOW_TRACKING_URI=uri, OMP_NUM_THREADS="1"), timeout=1800)
 
 
 def test_seeds_run_groups_children_under_a_parent_and_resumes(tmp_path: Path, mlflow_store: str) -> None:

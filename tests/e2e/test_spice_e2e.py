@@ -23,7 +23,7 @@ def test_spice_digits_runs_both_stages_and_logs_both_terms(tmp_path: Path, mlflo
     out = tmp_path / "run"
     args = [sys.executable, "-m", "toolkit.commands.app", "run", str(SPICE), *sum((["--set", s] for s in SMALL), []),
             "-o", str(out), "--device", "cpu", "--no-progress"]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=1800,
                           env=toolkit_env(MLFLOW_TRACKING_URI=mlflow_store))
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

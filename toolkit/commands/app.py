@@ -111,7 +111,7 @@ def run(
         _quiet_libraries()
         rec = load_recipe(recipe, set_)  # before importing the engine and MLflow, so a bad recipe fails fast
         from toolkit.run.engine import Engine
-        from toolkit.commands.progress import RichProgress
+        from toolkit.commands.progress import console_observers
         from toolkit.commands.tables import summary_table
         from toolkit.track.store import tracking_uri
         from toolkit.track.tracker import MlflowTracker
@@ -131,7 +131,7 @@ def run(
             store = resolve_store(*tracking_uri(), fallback, target, resuming=resume, notify=_notice)
 
             def seed_observers(parent: str) -> list:
-                return [MlflowTracker(*store, parent_run_id=parent), *([RichProgress(err)] if progress else [])]
+                return [MlflowTracker(*store, parent_run_id=parent), *console_observers(err, progress)]
 
             def open_parent(experiment: str, name: str, tags: dict[str, str], run_id: str | None) -> ParentRun:
                 return ParentRun(experiment, name, tags, run_id=run_id, store=store)
@@ -142,9 +142,7 @@ def run(
             out.print(seeds_table(result))
             out.print(f"results: {RunFolder(target).seeds_summary}")
             return
-        observers = [MlflowTracker(fallback=fallback, notify=_notice)]
-        if progress:
-            observers.append(RichProgress(err))
+        observers = [MlflowTracker(fallback=fallback, notify=_notice), *console_observers(err, progress)]
         with interrupt_on_signals():
             summary = Engine(rec, target, device=device, observers=observers, resume=resume).run()
         out.print(summary_table(summary))
@@ -223,6 +221,50 @@ def tune(
             raise TrainingError("no trial finished: see the errors above")
 
     _guard(go)
+
+
+@app.command("cluster")
+def cluster_cmd(
+    folder: Path = typer.Argument(..., help="Folder of images (nested folders, PNG/JPEG/BMP/WebP/TIFF; other files ignored)."),
+    clusters: int = typer.Option(..., "-k", "--clusters", help="How many clusters to find."),
+    method: str = typer.Option("baseline", "--method", help="Whose general recipe to run (recipes/METHOD.toml)."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="Run this recipe instead of the method's general one."),
+    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Where the report and the run go "
+                                              "(default: clusters-<folder name>-<time>)."),
+    copy: bool = typer.Option(False, "--copy", help="Copy images into the per-cluster folders instead of linking."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at an unreadable file instead of skipping it."),
+    image_size: int = typer.Option(32, "--image-size", min=4, help="Side the images are resized to."),
+    evaluate: bool = typer.Option(False, "--evaluate", help="Score the clusters against the sub-folder names "
+                                  "(evaluation only: never used for training or choices)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a recipe value: section.key=value (repeatable)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N (default: the recipe's)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
+    show_traceback: bool = typer.Option(False, "--traceback", envvar="TOOLKIT_TRACEBACK",
+                                        help="When training fails, also print the full traceback."),
+) -> None:
+    """Cluster a folder of your own images: clusters.csv, a folder and a grid per cluster, index.md."""
+
+    def go() -> None:
+        from toolkit.run.cluster_folder import cluster_folder, general_recipe
+
+        _quiet_libraries()
+        chosen = recipe or general_recipe(method)
+        target = output_dir or Path(f"clusters-{folder.resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        from toolkit.commands.progress import console_observers
+        from toolkit.commands.tables import summary_table
+        from toolkit.run.interrupt import interrupt_on_signals
+        from toolkit.track.tracker import MlflowTracker
+
+        observers = [MlflowTracker(notify=_notice), *console_observers(err, progress)]
+        with interrupt_on_signals():
+            outcome = cluster_folder(folder, clusters, target, chosen, set_, device=device, observers=observers,
+                                     copy=copy, strict=strict, image_size=image_size, evaluate=evaluate)
+        out.print(summary_table(outcome.summary))
+        if outcome.skipped:
+            out.print(f"{len(outcome.skipped)} unreadable file(s) skipped (listed in the index)")
+        out.print(f"{outcome.images} images in {outcome.clusters} clusters -> {escape(str(outcome.report))}")
+
+    _guard(go, show_traceback=show_traceback)
 
 
 @app.command("predict")

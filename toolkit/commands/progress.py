@@ -72,3 +72,18 @@ class RichProgress(Observer):
 
     def on_exception(self, *, error: BaseException) -> None:
         self._stop()
+
+
+class WarningPrinter(Observer):
+    """Without progress bars (--no-progress, logs of batch jobs) a run's warnings still reach stderr, one line each."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+
+    def on_warning(self, *, message: str) -> None:
+        self.console.print(f"warning: {escape(message)}", soft_wrap=True, highlight=False)
+
+
+def console_observers(console: Console, progress: bool) -> list[Observer]:
+    """What a command shows of a run on the console: progress bars (with warnings), or warnings alone."""
+    return [RichProgress(console) if progress else WarningPrinter(console)]

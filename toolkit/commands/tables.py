@@ -29,6 +29,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
             table.add_row(key, f"{value:.4f}")
     if not summary.get("evaluated", True):
         table.add_row("evaluation", "none: the data set has no labels")
+    if summary.get("skipped_images"):
+        table.add_row("unreadable images skipped", str(summary["skipped_images"]))
     table.add_row("epochs", str(summary.get("epochs")))
     table.add_row("seconds", f"{summary.get('seconds', 0):.1f}")
     table.add_row("device", str(summary.get("device")))

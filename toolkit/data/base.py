@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -32,13 +32,15 @@ class ImageShape:
 class ImageData(ImageShape):
     """Images as a uint8 tensor [N, C, H, W]; labels (int64 [N]) only where ground truth exists.
 
-    Labels are for evaluation: the engine never hands them to a plugin during training.
+    Labels are for evaluation: the engine never hands them to a plugin during training. `skipped` lists
+    files a loader found but could not read and left out, so a command can say how many were lost.
     """
 
     images: torch.Tensor
     labels: np.ndarray | None
     name: str
     class_names: list[str] | None = None
+    skipped: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4:
@@ -66,13 +68,13 @@ class ImageData(ImageShape):
     def subset(self, index: np.ndarray, name: str | None = None) -> "ImageData":
         idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
         labels = None if self.labels is None else self.labels[np.asarray(index)]
-        return ImageData(self.images[idx], labels, name or self.name, self.class_names)
+        return ImageData(self.images[idx], labels, name or self.name, self.class_names, list(self.skipped))
 
     @staticmethod
     def concat(parts: list["ImageData"], name: str) -> "ImageData":
         images = torch.cat([p.images for p in parts])
         labels = None if any(p.labels is None for p in parts) else np.concatenate([p.labels for p in parts])
-        return ImageData(images, labels, name, parts[0].class_names)
+        return ImageData(images, labels, name, parts[0].class_names, [s for p in parts for s in p.skipped])
 
 
 @dataclass

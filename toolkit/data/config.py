@@ -19,11 +19,22 @@ class DataConfig(BaseModel):
     image_size: int | None = Field(default=None, ge=4)
     channels: Literal[1, 3] | None = None
     labels: bool = True
+    strict: bool = Field(
+        default=False,
+        description="image_folder: stop at the first unreadable image file (one-line error naming it) "
+        "instead of skipping it with a warning",
+    )
     num_samples: int = Field(default=600, ge=10)
     num_classes: int = Field(default=4, ge=2)
     synthetic_size: int = Field(default=16, ge=4)
     synthetic_channels: Literal[1, 3] = 3
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
+    long_tail: float | None = Field(
+        default=None,
+        ge=1.0,
+        description="imbalance ratio R of a labelled data set: class c keeps round(n_c * R^(-c/(C-1))) images, "
+        "chosen with a fixed seed (the same for every run seed); see toolkit/data/long_tail.py",
+    )
 
     @field_validator("dataset")
     @classmethod

@@ -7,6 +7,7 @@ The protocol is applied here, once, so every data set follows the same rules.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Literal
 
 import numpy as np
@@ -17,7 +18,11 @@ from toolkit.data.base import DataSplits, ImageData
 from toolkit.data.cifar import load_cifar10, load_cifar20
 from toolkit.data.config import DataConfig
 from toolkit.data.digits import load_digits
+from toolkit.data.digits_color import load_digits_color
 from toolkit.data.image_folder import load_image_folder
+from toolkit.data.lfw_subset import load_lfw_subset
+from toolkit.data.long_tail import make_long_tailed
+from toolkit.data.photo_patches import load_photo_patches
 from toolkit.data.stl10 import load_stl10
 from toolkit.data.synthetic import load_synthetic
 
@@ -26,6 +31,9 @@ Protocol = Literal["transductive", "split"]
 
 DATASETS: dict[str, Loader] = {
     "digits": load_digits,
+    "digits_color": load_digits_color,
+    "photo_patches": load_photo_patches,
+    "lfw_subset": load_lfw_subset,
     "synthetic": load_synthetic,
     "cifar10": load_cifar10,
     "cifar20": load_cifar20,
@@ -36,7 +44,7 @@ DATASETS: dict[str, Loader] = {
 #: Built-in data sets made in memory, always labelled. `toolkit tune` picks its default metric from this
 #: without loading them in the driver (about 1.5 s of a short search's start-up); data sets read from disk
 #: are still loaded there, which also stops a search whose files are missing before anything starts.
-_LABELLED_IN_MEMORY = {load_digits, load_synthetic}
+_LABELLED_IN_MEMORY = {load_digits, load_synthetic, load_digits_color, load_photo_patches, load_lfw_subset}
 
 
 def labelled_without_loading(name: str) -> bool:
@@ -60,10 +68,14 @@ def load_data(cfg: DataConfig, protocol: Protocol, seed: int = 0) -> DataSplits:
     "transductive" (CDC/ProPos): all parts merged into `train`, `test` is None.
     "split" (SCAN/GCC): train on `train`, evaluate on `test`; data sets without a shipped test part
     are split by `cfg.test_fraction` (stratified when labels allow), deterministically from `seed`.
+    `cfg.long_tail` subsamples each shipped part first, with a fixed seed (same data for every `seed`).
     """
     if protocol not in ("transductive", "split"):
         raise ValueError(f"protocol must be 'transductive' or 'split', got {protocol!r}")
     parts = DATASETS[cfg.dataset](cfg, seed)
+    if cfg.long_tail is not None:
+        test = None if parts.test is None else make_long_tailed(parts.test, cfg.long_tail, part=1)
+        parts = dataclasses.replace(parts, train=make_long_tailed(parts.train, cfg.long_tail, part=0), test=test)
     name = cfg.dataset
     if protocol == "transductive":
         merged = parts.train if parts.test is None else ImageData.concat([parts.train, parts.test], name)
@@ -104,7 +116,7 @@ def _shape(data: ImageData, cfg: DataConfig) -> ImageData:
         images = resize_uint8(images, cfg.image_size)
     if images is data.images:
         return data
-    return ImageData(images, data.labels, data.name, data.class_names)
+    return ImageData(images, data.labels, data.name, data.class_names, list(data.skipped))
 
 
 def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:

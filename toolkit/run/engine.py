@@ -10,6 +10,7 @@ import json
 import random
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,16 +90,34 @@ class Engine:
         self.resume = resume
         self.label_probe: PseudoLabelProbe | None = None  # accuracy of labels plugins publish
         self.speed: Speed | None = None  # [train] compile / channels_last, resolved in run()
+        self.skipped_warnings: list[str] = []  # the data loader's warnings (unreadable files), told at run start
+        self.skipped_files: list[str] = []
 
     # ----------------------------------------------------------------------------------- set-up
     def _load_data(self) -> DataSplits:
-        return load_data(self.cfg.data, self.cfg.experiment.protocol, self.cfg.experiment.seed)
+        """The data; a loader's warnings (an unreadable file skipped) become the run's one-line warnings."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            splits = load_data(self.cfg.data, self.cfg.experiment.protocol, self.cfg.experiment.seed)
+        for w in caught:
+            if issubclass(w.category, UserWarning):
+                self.skipped_warnings.append(str(w.message))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        return splits
 
     def _num_clusters(self, train: ImageData) -> int:
         k = self.cfg.data.num_clusters or train.num_classes
         if not k:
             raise RecipeError("required when the data set has no labels (how many clusters to find)",
                               file=self.recipe.source, section="data", key="num_clusters")
+        if k > len(train):
+            raise RecipeError(f"{k} clusters asked for, but the data set '{train.name}' holds only {len(train)} "
+                              "images; ask for fewer clusters", file=self.recipe.source, section="data",
+                              key="num_clusters")
+        if _all_identical(train.images):
+            raise UserError(f"data set '{train.name}': all {len(train)} images are identical, so there is nothing "
+                            "to cluster; check [data] root (or the folder given to `toolkit cluster`)")
         return int(k)
 
     def _views(self, train: ImageData) -> Views:
@@ -167,6 +186,9 @@ class Engine:
         info.tags["data_device"] = str(data_device)
         self.events.start_run(info)
         self._write_run_state(info, "running")
+        for message in self.skipped_warnings:  # now that observers (console, MLflow) listen
+            self._warn(message)
+        self.skipped_files = list(train.skipped) + ([] if test is None else list(test.skipped))
         try:
             summary = self._stages(ctx, info, plugins, train, evalset, ckpt, start)
         except BaseException as exc:
@@ -369,6 +391,9 @@ class Engine:
             summary.update({k: v for k, v in self.label_probe.latest.items() if k not in summary})
         if not info.has_labels:
             summary["note"] = "the data set has no labels: only label-free metrics are reported"
+        if self.skipped_files:
+            summary["skipped_images"] = len(self.skipped_files)
+            summary["skipped_files"] = self.skipped_files
         summary["seconds"] = round(time.perf_counter() - start, 3)
         summary["mlflow_run_id"] = info.mlflow_run_id
         if self.main:
@@ -393,6 +418,14 @@ def _classifier(backbone: nn.Module, head: nn.Module, device: torch.device, chun
         return torch.cat(outs) if outs else torch.empty(0, device=device)
 
     return classify
+
+
+def _all_identical(images: torch.Tensor, chunk: int = 4096) -> bool:
+    """Whether every image equals the first (checked chunk by chunk: real data differs in the first one)."""
+    if len(images) < 2:
+        return False
+    first = images[:1]
+    return all(bool((images[i:i + chunk] == first).all()) for i in range(0, len(images), chunk))
 
 
 def _feature_dim(backbone: nn.Module, ctx: RunContext) -> int:

@@ -36,13 +36,15 @@ class PredictResult:
     images: torch.Tensor
 
 
-def _load_images(recipe: Recipe, meta: dict, images_dir: Path | None) -> tuple[list[str], torch.Tensor]:
+def _load_images(recipe: Recipe, meta: dict, images_dir: Path | None,
+                 skip: list[str] | None = None) -> tuple[list[str], torch.Tensor]:
     size = tuple(meta["image_size"])
     if images_dir is not None:
         folder = Path(images_dir)
         if not folder.is_dir():
             raise UserError(f"{folder}: images folder not found")
-        files = list_images(folder)
+        left_out = {Path(s).resolve() for s in skip or []}
+        files = [f for f in list_images(folder) if f.resolve() not in left_out]
         if not files:
             raise UserError(f"{folder}: no images found")
         return [str(f.relative_to(folder)) for f in files], read_images(files, size, meta["channels"])
@@ -51,8 +53,10 @@ def _load_images(recipe: Recipe, meta: dict, images_dir: Path | None) -> tuple[l
     return [str(i) for i in range(len(data))], data.images
 
 
-def predict_run(folder: Path, images_dir: Path | None = None, device: str = "auto") -> PredictResult:
-    """Rebuild the finished run in `folder` (see toolkit.track.lookup for MLflow run ids) and assign images."""
+def predict_run(folder: Path, images_dir: Path | None = None, device: str = "auto",
+                skip: list[str] | None = None) -> PredictResult:
+    """Rebuild the finished run in `folder` (see toolkit.track.lookup for MLflow run ids) and assign images
+    (those of `images_dir` but the files in `skip`, e.g. the unreadable ones its training run skipped)."""
     run = RunFolder(folder)
     if not run.recipe.is_file() or not run.final_checkpoint.is_file():
         raise UserError(f"{folder}: not a finished run (recipe.toml or checkpoints/final.pt missing)")
@@ -62,7 +66,7 @@ def predict_run(folder: Path, images_dir: Path | None = None, device: str = "aut
     if not meta:
         raise UserError(f"{folder}: checkpoint predates `toolkit predict` (no meta); re-run the recipe")
     dev = resolve_device(device)
-    names, images = _load_images(recipe, meta, images_dir)
+    names, images = _load_images(recipe, meta, images_dir, skip)
     backbone = build_backbone(recipe.config.model.backbone_config(), meta["channels"], tuple(meta["image_size"])).to(dev)
     backbone.load_state_dict(ckpt["backbone"])
     head = ClusterHead(meta["feature_dim"], meta["num_clusters"], recipe.config.model.head_hidden_dim).to(dev)

@@ -68,7 +68,7 @@ def test_kill_9_inside_generator_training_resumes_exactly(tmp_path: Path, mlflow
     out = tmp_path / "killed"
     proc = subprocess.Popen(cmd(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     epoch = kill_inside_stage(proc, out / "checkpoints" / "stages" / "generator_pretrain.pt", 3, 30)
-    resumed = subprocess.run(cmd(out, "--resume"), env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(cmd(out, "--resume"), env=env, capture_output=True, text=True, timeout=1800)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert metrics(out) == metrics(tmp_path / "full")
     steps = logged_epochs(mlflow_store, out, "generator_pretrain_loss_ddpm")

@@ -1,0 +1,219 @@
+"""The offline multi-data-set suite: every method's general recipe on real data nobody tuned it for.
+
+    python benchmarks/suite.py [--methods baseline cdc ...] [--datasets digits digits_lt10 ...]
+                               [--seeds 0-2 | --quick] [--set key=value ...] [--no-write]
+
+For each data set it runs k-means, spectral and agglomerative clustering on the raw pixels and each
+method's general recipe (`recipes/<method>.toml`; a method without one runs its `<method>_digits.toml`,
+marked in the table), once per seed, all in this one process, and prints mean ± std of ACC, NMI, ARI, ECE
+and wall seconds with each method's ACC as a ratio of the best classic baseline on that data set. The table
+is appended to benchmarks/RESULTS.md with the date and machine unless --no-write. A failed run is a row
+saying so, never a silent gap. Labels are used for the scores only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: Data set name -> the `[data]` settings that make it (all offline, real, labelled).
+DATASETS: dict[str, list[str]] = {
+    "digits": ["data.dataset=digits"],
+    "digits_lt10": ["data.dataset=digits", "data.long_tail=10"],
+    "digits_lt50": ["data.dataset=digits", "data.long_tail=50"],
+    "digits_color": ["data.dataset=digits_color"],
+    "photo_patches": ["data.dataset=photo_patches"],
+    "lfw_subset": ["data.dataset=lfw_subset"],
+}
+METHODS = ["baseline", "cdc", "spice", "drc", "gcc"]
+METRICS = ("acc", "nmi", "ari", "ece", "seconds")
+
+
+@dataclass
+class Row:
+    """One method on one data set: a list of values per metric (one per seed) and any failures."""
+
+    dataset: str
+    method: str
+    values: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in METRICS})
+    failures: list[str] = field(default_factory=list)
+    classic: bool = False
+
+    def add(self, scores: dict[str, float | None]) -> None:
+        for m in METRICS:
+            value = scores.get(m)
+            if value is not None and np.isfinite(value):
+                self.values[m].append(float(value))
+
+    def mean(self, metric: str) -> float | None:
+        vals = self.values[metric]
+        return statistics.fmean(vals) if vals else None
+
+    def cell(self, metric: str) -> str:
+        vals = self.values[metric]
+        if not vals:
+            return "-"
+        if metric == "seconds":
+            return f"{statistics.fmean(vals):.0f}"
+        spread = f" ± {statistics.stdev(vals):.3f}" if len(vals) > 1 else ""
+        return f"{statistics.fmean(vals):.3f}{spread}"
+
+
+def load_pixels(dataset: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """The data set exactly as the runs see it (transductive), as flat [0, 1] pixels, labels and K."""
+    from toolkit.data.config import DataConfig
+    from toolkit.data.registry import load_data
+
+    settings = {key.split(".", 1)[1]: value for key, value in (s.split("=", 1) for s in DATASETS[dataset])}
+    data = load_data(DataConfig(**settings), "transductive", seed=0).train
+    assert data.labels is not None
+    x = data.images.reshape(len(data), -1).float().numpy() / 255.0
+    return x, data.labels, int(data.labels.max()) + 1
+
+
+def classic_rows(dataset: str, seeds: list[int]) -> list[Row]:
+    """k-means, spectral (kNN graph) and agglomerative (Ward) on the raw pixels, per seed."""
+    from sklearn.cluster import AgglomerativeClustering, KMeans, SpectralClustering
+
+    from toolkit.metrics import ari, cluster_acc, nmi
+
+    x, y, k = load_pixels(dataset)
+    fits = {
+        "k-means (pixels)": lambda s: KMeans(k, n_init=10, random_state=s).fit_predict(x),
+        "spectral, kNN graph (pixels)": lambda s: SpectralClustering(
+            k, affinity="nearest_neighbors", n_neighbors=10, random_state=s).fit_predict(x),
+        "agglomerative, Ward (pixels)": lambda s: AgglomerativeClustering(k, linkage="ward").fit_predict(x),
+    }
+    rows = []
+    for name, fit in fits.items():
+        row = Row(dataset, name, classic=True)
+        for seed in seeds if "agglomerative" not in name else seeds[:1]:  # Ward has no randomness
+            start = time.perf_counter()
+            pred = fit(seed)
+            row.add({"acc": cluster_acc(pred, y), "nmi": nmi(pred, y), "ari": ari(pred, y),
+                     "seconds": time.perf_counter() - start})
+        rows.append(row)
+    return rows
+
+
+def method_recipe(method: str) -> tuple[Path, bool]:
+    """(recipe, general?): the method's general recipe, else its digits recipe."""
+    general = ROOT / "recipes" / f"{method}.toml"
+    return (general, True) if general.is_file() else (ROOT / "recipes" / f"{method}_digits.toml", False)
+
+
+def method_row(method: str, dataset: str, seeds: list[int], overrides: list[str], device: str) -> Row:
+    """The method's recipe on the data set once per seed, through the real engine and MLflow tracker."""
+    from toolkit.recipe.loading import load_recipe
+    from toolkit.run.engine import Engine
+    from toolkit.track.tracker import MlflowTracker
+
+    recipe, general = method_recipe(method)
+    row = Row(dataset, method if general else f"{method} ({recipe.stem}.toml)")
+    for seed in seeds:
+        settings = [*DATASETS[dataset], "experiment.protocol=transductive", f"experiment.seed={seed}", *overrides]
+        try:
+            rec = load_recipe(recipe, settings)
+            with tempfile.TemporaryDirectory() as out:
+                start = time.perf_counter()
+                summary = Engine(rec, Path(out) / "run", device=device, observers=[MlflowTracker()]).run()
+            row.add({**{m: summary.get(m) for m in ("acc", "nmi", "ari", "ece")},
+                     "seconds": time.perf_counter() - start})
+        except Exception as exc:  # noqa: BLE001 - a failed run is reported as a row, the suite goes on
+            row.failures.append(f"seed {seed}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+            if os.environ.get("SUITE_TRACEBACK"):
+                traceback.print_exc()
+    return row
+
+
+def render(rows: list[Row], seeds: list[int]) -> tuple[Table, list[str]]:
+    """The console table and the same as Markdown lines."""
+    title = f"Offline suite, seeds {','.join(map(str, seeds))}"
+    table = Table(title=title)
+    header = ["data set", "method", "ACC", "NMI", "ARI", "ECE", "s / run", "ACC / best classic"]
+    for col in header:
+        table.add_column(col, justify="left" if col in ("data set", "method") else "right")
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    best = {}
+    for r in rows:
+        if r.classic and r.mean("acc") is not None:
+            best[r.dataset] = max(best.get(r.dataset, 0.0), r.mean("acc") or 0.0)
+    for r in rows:
+        acc = r.mean("acc")
+        ratio = f"{acc / best[r.dataset]:.3f}" if acc is not None and best.get(r.dataset) and not r.classic else ""
+        if r.failures:
+            ratio = (ratio + " " if ratio else "") + f"({len(r.failures)} failed)"
+        cells = [r.dataset, r.method, *(r.cell(m) for m in ("acc", "nmi", "ari", "ece", "seconds")), ratio]
+        table.add_row(*cells)
+        md.append("| " + " | ".join(cells) + " |")
+    return table, md
+
+
+def machine() -> str:
+    import torch
+
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def write_results(md: list[str], rows: list[Row], seeds: list[int], args: argparse.Namespace, path: Path) -> None:
+    failures = [f"- {r.dataset} / {r.method}: {f}" for r in rows for f in r.failures]
+    command = "python benchmarks/suite.py " + " ".join(sys.argv[1:])
+    section = [f"## Offline multi-data-set suite, {time.strftime('%Y-%m-%d')}, {machine()}", "",
+               f"`{command.strip()}` (seeds {','.join(map(str, seeds))}; mean ± std over seeds; classic baselines "
+               "on raw pixels in the same run; s / run is the wall time of one seed).", "", *md, ""]
+    if failures:
+        section += ["Failed runs:", "", *failures, ""]
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write("\n" + "\n".join(section))
+
+
+def main() -> None:
+    from toolkit.run.seeds import parse_seeds
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="*", default=METHODS)
+    parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--seeds", default="0-2")
+    parser.add_argument("--quick", action="store_true", help="one seed (0)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override for every run")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-write", action="store_true", help="print only; do not append to benchmarks/RESULTS.md")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
+    args = parser.parse_args()
+    seeds = [0] if args.quick else parse_seeds(args.seeds)
+    tmp = tempfile.mkdtemp(prefix="suite-")
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlflow.db")
+    os.environ.setdefault("TOOLKIT_CACHE_DIR", f"{tmp}/cache")
+    console = Console()
+    rows: list[Row] = []
+    for dataset in args.datasets:
+        rows += classic_rows(dataset, seeds)
+        for method in args.methods:
+            console.print(f"[dim]{dataset}: {method} ...[/dim]")
+            rows.append(method_row(method, dataset, seeds, args.overrides, args.device))
+    table, md = render(rows, seeds)
+    console.print(table)
+    for r in rows:
+        for f in r.failures:
+            console.print(f"{r.dataset} / {r.method}: {f}")
+    if not args.no_write:
+        write_results(md, rows, seeds, args, args.results)
+        console.print(f"appended to {args.results}")
+
+
+if __name__ == "__main__":
+    main()
