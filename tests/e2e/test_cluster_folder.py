@@ -136,3 +136,21 @@ def test_cluster_without_a_general_recipe_names_the_way_out(tmp_path: Path, mlfl
     folder.mkdir()
     proc = cli(["cluster", str(folder), "-k", "2", "--method", "nosuch"], tmp_path, mlflow_store)
     assert proc.returncode == 2 and "nosuch.toml" in proc.stderr and "--recipe" in proc.stderr, proc.stderr
+
+
+def test_k_is_a_number_of_at_least_two_or_auto(tmp_path: Path) -> None:
+    import pytest
+
+    from toolkit.errors import UserError
+    from toolkit.run.cluster_folder import cluster_overrides, parse_k
+
+    assert parse_k("auto") == "auto" and parse_k("12") == 12
+    for bad in ("1", "x", "-3", "2.5"):
+        with pytest.raises(UserError, match="at least 2"):
+            parse_k(bad)
+    folder = tmp_path / "2024"  # a folder named like a number stays a path
+    settings = dict(s.split("=", 1) for s in cluster_overrides(folder, "auto", 32, False, False))
+    from toolkit.recipe.loading import load_recipe
+
+    rec = load_recipe(RECIPES / "baseline.toml", [f"{k}={v}" for k, v in settings.items()])
+    assert rec.config.data.root == str(folder) and rec.config.data.num_clusters == "auto"

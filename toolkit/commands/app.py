@@ -226,7 +226,8 @@ def tune(
 @app.command("cluster")
 def cluster_cmd(
     folder: Path = typer.Argument(..., help="Folder of images (nested folders, PNG/JPEG/BMP/WebP/TIFF; other files ignored)."),
-    clusters: int = typer.Option(..., "-k", "--clusters", help="How many clusters to find."),
+    clusters: str = typer.Option(..., "-k", "--clusters", help='How many clusters to find, or "auto" (estimated '
+                                 "from the pretrained features, K in 2..50; the curve is saved as run/k_estimate.png)."),
     method: str = typer.Option("baseline", "--method", help="Whose general recipe to run (recipes/METHOD.toml)."),
     recipe: Optional[Path] = typer.Option(None, "--recipe", help="Run this recipe instead of the method's general one."),
     output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="Where the report and the run go "

@@ -15,7 +15,11 @@ class DataConfig(BaseModel):
     dataset: str = "digits"
     root: str | None = None
     download: bool = False
-    num_clusters: int | None = Field(default=None, ge=2)  # read by the engine, not by loaders
+    #: Read by the engine, not by loaders. "auto": estimated from the pretrained features (see k_range).
+    num_clusters: int | Literal["auto"] | None = Field(default=None)
+    k_range: tuple[int, int] = Field(default=(2, 50), description='num_clusters = "auto": the K searched, inclusive')
+    k_criterion: Literal["eigengap", "silhouette"] = Field(
+        default="silhouette", description='num_clusters = "auto": how K is chosen (toolkit/ops/estimate_k.py)')
     image_size: int | None = Field(default=None, ge=4)
     channels: Literal[1, 3] | None = None
     labels: bool = True
@@ -45,6 +49,20 @@ class DataConfig(BaseModel):
         if name not in DATASETS:
             raise ValueError(f"unknown data set {name!r}; valid names: {', '.join(sorted(DATASETS))}")
         return name
+
+    @field_validator("num_clusters")
+    @classmethod
+    def _at_least_two(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 2:
+            raise ValueError(f"must be at least 2 or \"auto\", got {value}")
+        return value
+
+    @field_validator("k_range")
+    @classmethod
+    def _ordered_range(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 2 <= value[0] <= value[1]:
+            raise ValueError(f"must be [low, high] with 2 <= low <= high, got {list(value)}")
+        return value
 
     @model_validator(mode="after")
     def _root_where_needed(self) -> "DataConfig":

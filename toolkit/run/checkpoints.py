@@ -28,6 +28,8 @@ class TrainState:
     run_id: str | None = None
     #: Latest accuracies of published pseudo-labels (engine-side, from ground truth; evaluation only).
     label_metrics: dict[str, float] = field(default_factory=dict)
+    #: The cluster count (estimated ones included, so a resumed run keeps the K it started with).
+    num_clusters: int = 0
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +42,7 @@ class TrainState:
             "history": self.history,
             "mlflow_run_id": self.run_id,
             "label_metrics": dict(self.label_metrics),
+            "num_clusters": self.num_clusters,
         }
 
 

@@ -7,6 +7,7 @@ ordinary run in `OUT/run`, logged to MLflow like any other; the report is added 
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,14 +52,26 @@ def general_recipe(method: str) -> Path:
                     f"{', '.join(known) or 'none'}; or pass --recipe FILE")
 
 
-def cluster_overrides(folder: Path, k: int, image_size: int, strict: bool, evaluate: bool) -> list[str]:
-    """The recipe settings that point a general recipe at the folder (before the user's own --set)."""
-    return ["data.dataset=image_folder", f"data.root={folder}", f"data.num_clusters={k}",
+def parse_k(k: int | str) -> int | str:
+    """-k: a whole number of at least 2, or "auto"; anything else is a one-line error."""
+    text = str(k).strip().lower()
+    if text == "auto":
+        return "auto"
+    if not text.isdigit() or int(text) < 2:
+        raise UserError(f"-k {k}: give a whole number of clusters (at least 2) or auto")
+    return int(text)
+
+
+def cluster_overrides(folder: Path, k: int | str, image_size: int, strict: bool, evaluate: bool) -> list[str]:
+    """The recipe settings that point a general recipe at the folder (before the user's own --set); the
+    path is quoted (a TOML string), so a folder named e.g. 2024 stays a path."""
+    value = '"auto"' if k == "auto" else str(k)
+    return ["data.dataset=image_folder", f"data.root={json.dumps(str(folder))}", f"data.num_clusters={value}",
             f"data.image_size={image_size}", f"data.labels={str(evaluate).lower()}",
             f"data.strict={str(strict).lower()}", "experiment.protocol=transductive"]
 
 
-def cluster_folder(folder: Path, k: int, out: Path, recipe: Path, overrides: list[str], *,
+def cluster_folder(folder: Path, k: int | str, out: Path, recipe: Path, overrides: list[str], *,
                    device: str | None = None, observers: list[Any] | None = None, copy: bool = False,
                    strict: bool = False, image_size: int = DEFAULT_IMAGE_SIZE, evaluate: bool = False) -> ClusterOutcome:
     """Train on `folder`, assign its images, write the report to `out`; see the module docstring."""
@@ -70,8 +83,7 @@ def cluster_folder(folder: Path, k: int, out: Path, recipe: Path, overrides: lis
     folder = Path(folder).expanduser().resolve()
     if not folder.is_dir():
         raise UserError(f"{folder}: folder not found")
-    if k < 2:
-        raise UserError(f"-k {k}: ask for at least 2 clusters")
+    k = parse_k(k)
     rec = load_recipe(recipe, cluster_overrides(folder, k, image_size, strict, evaluate) + list(overrides))
     run_dir = out / "run"
     summary = Engine(rec, run_dir, device=device, observers=list(observers or [])).run()

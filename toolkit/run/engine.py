@@ -107,6 +107,17 @@ class Engine:
         return splits
 
     def _num_clusters(self, train: ImageData) -> int:
+        """The cluster count, checked against the data; 0 for "auto" (estimated after pretraining)."""
+        if self.cfg.data.num_clusters == "auto":
+            low = self.cfg.data.k_range[0]
+            if low > len(train) - 2:
+                raise RecipeError(f"the smallest K searched ({low}) needs at least {low + 2} images; the data set "
+                                  f"'{train.name}' holds {len(train)}", file=self.recipe.source, section="data",
+                                  key="k_range")
+            if _all_identical(train.images):
+                raise UserError(f"data set '{train.name}': all {len(train)} images are identical, so there is "
+                                "nothing to cluster; check [data] root (or the folder given to `toolkit cluster`)")
+            return 0
         k = self.cfg.data.num_clusters or train.num_classes
         if not k:
             raise RecipeError("required when the data set has no labels (how many clusters to find)",
@@ -167,8 +178,8 @@ class Engine:
         def new_backbone() -> nn.Module:
             return speed.prepare(build_backbone(backbone_cfg, train.channels, train.image_size).to(device), self._warn)
 
-        def new_head(feature_dim: int) -> nn.Module:
-            return ClusterHead(feature_dim, k, model_cfg.head_hidden_dim).to(device)
+        def new_head(feature_dim: int) -> nn.Module:  # reads ctx: K may be estimated after pretraining
+            return ClusterHead(feature_dim, ctx.num_clusters, model_cfg.head_hidden_dim).to(device)
 
         ctx = RunContext(UnlabeledImages(train.images.to(data_device), train.name), k, device, exp.seed, views, PluginEvents(self.events),
                          new_backbone, new_head, self.cfg.train.batch_size,
@@ -176,6 +187,10 @@ class Engine:
                          checkpoint_dir=self.folder.stage_points if self.main else None,
                          artifact_dir=self.folder.artifacts if self.main else None)
         plugins: dict[str, Plugin] = {slot: self.recipe.build_plugin(slot) for slot in SLOTS}
+        if k == 0 and getattr(plugins["pretrain"], "makes_head", False):
+            raise RecipeError(f"\"auto\" needs a pretrain stage that does not train the clustering head; "
+                              f"'{self.cfg.pretrain.method}' does, so K must be known before it starts: give a number",
+                              file=self.recipe.source, section="data", key="num_clusters")
         ckpt, resume_run_id = self._previous_state()
         if not self.resume and self.main:  # resume points of an earlier run in this folder must not leak into a new one
             shutil.rmtree(self.folder.stage_points, ignore_errors=True)
@@ -214,6 +229,8 @@ class Engine:
             self.label_probe = PseudoLabelProbe(train.labels, self.events)
             self.events.add(self.label_probe)
         backbone, pretrained_head = self._pretrain(ctx, plugins["pretrain"], train, info)
+        if ctx.num_clusters == 0:  # [data] num_clusters = "auto"
+            ctx.num_clusters = info.num_clusters = self._estimated_k(ctx, backbone, ckpt, info)
         if self.speed is not None:  # a pretrain plugin may return a module it built itself
             backbone = self.speed.prepare(backbone, self._warn)
         head_init: HeadInitPlugin = plugins["head_init"]  # type: ignore[assignment]
@@ -238,7 +255,7 @@ class Engine:
         models = Models(backbone, head, tcfg.freeze_backbone)
         optimizer = self._optimizer(models, plugins)
         state = TrainState(0, models, optimizer, plugins, [], info.mlflow_run_id,
-                           self.label_probe.latest if self.label_probe is not None else {})
+                           self.label_probe.latest if self.label_probe is not None else {}, ctx.num_clusters)
         if ckpt is not None:
             self._restore(state, ckpt)
         self._share(models, plugins)
@@ -315,6 +332,25 @@ class Engine:
             cache.store(key, {"backbone": result.backbone.state_dict(),
                               "head": result.head.state_dict() if result.head is not None else None})
         return result.backbone.to(ctx.device), result.head
+
+    def _estimated_k(self, ctx: RunContext, backbone: nn.Module, ckpt: dict[str, Any] | None, info: RunInfo) -> int:
+        """K from the pretrained features (or, resuming, the K the run started with); the curve is kept
+        as k_estimate.png, the choice as the tag num_clusters_estimated and one line on the console."""
+        from toolkit.ops.estimate_k import estimate_k
+        from toolkit.run.figures import k_estimate_png
+
+        if ckpt is not None and ckpt.get("num_clusters"):
+            return int(ckpt["num_clusters"])
+        cfg = self.cfg.data
+        estimate = estimate_k(ctx.encode(backbone), cfg.k_range, cfg.k_criterion, seed=ctx.seed)
+        info.tags["num_clusters_estimated"] = str(estimate.k)
+        info.tags["num_clusters_criterion"] = estimate.criterion
+        where = ""
+        if self.main:
+            path = k_estimate_png(estimate, self.folder.file("k_estimate.png"))
+            where = f"; curve: {path}"
+        self._warn(f"estimated K = {estimate.k} by {estimate.criterion} over {cfg.k_range[0]}..{cfg.k_range[1]}{where}")
+        return estimate.k
 
     def _optimizer(self, models: Models, plugins: dict[str, Plugin]) -> torch.optim.Optimizer:
         t = self.cfg.train

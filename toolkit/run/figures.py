@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -10,6 +11,9 @@ from matplotlib.figure import Figure
 
 from toolkit.metrics import ece, reliability_bins
 from toolkit.ops.matching import contingency, hungarian_map
+
+if TYPE_CHECKING:
+    from toolkit.ops.estimate_k import KEstimate
 
 _ANNOTATE_MAX_CELLS = 400  # beyond this many cells the numbers become unreadable
 
@@ -68,4 +72,17 @@ def confusion_matrix_png(pred: np.ndarray, target: np.ndarray, path: str | Path,
         for (row, col), value in np.ndenumerate(matrix):
             ax.text(col, row, str(value), ha="center", va="center", fontsize=7,
                     color="white" if value > threshold else "black")
+    return _save(fig, path)
+
+
+def k_estimate_png(estimate: "KEstimate", path: str | Path) -> Path:
+    """The K-estimation curve (score per candidate K, the chosen one marked), for `num_clusters = "auto"`."""
+    fig = Figure(figsize=(5, 3.2))
+    ax = fig.add_subplot()
+    ax.plot(estimate.ks, estimate.scores, marker="o", markersize=3)
+    ax.axvline(estimate.k, color="tab:red", linestyle="--", label=f"K = {estimate.k}")
+    ax.set_xlabel("K")
+    ax.set_ylabel("eigengap" if estimate.criterion == "eigengap" else "mean silhouette")
+    ax.set_title(f"number of clusters by {estimate.criterion}")
+    ax.legend()
     return _save(fig, path)

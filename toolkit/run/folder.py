@@ -8,7 +8,7 @@ from pathlib import Path
 
 #: The files a finished run leaves at the top of its folder that trackers upload (plots only with labels).
 RESULT_FILES = ("recipe.toml", "summary.json", "reliability.png", "reliability_clu.png", "confusion.png",
-                "predictions.npy", "traceback.txt")
+                "predictions.npy", "traceback.txt", "k_estimate.png")
 
 
 @dataclass(frozen=True)
