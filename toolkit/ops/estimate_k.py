@@ -65,17 +65,13 @@ def estimate_k(features: Any, k_range: tuple[int, int] = (2, 50), criterion: Cri
 
 def _eigengap(x: np.ndarray, low: int, high: int, neighbours: int) -> tuple[list[int], list[float]]:
     """Gaps lambda_{K+1} - lambda_K of the normalised Laplacian of the symmetric kNN graph, K in low..high."""
-    from scipy.sparse import coo_matrix, diags, identity
+    from scipy.sparse import diags, identity
     from scipy.sparse.linalg import eigsh
 
-    from toolkit.ops.knn import knn
+    from toolkit.ops.spectral import knn_graph
 
     n = len(x)
-    sims, idx = knn(x, min(neighbours, n - 1), metric="cosine")
-    rows = np.repeat(np.arange(n), idx.shape[1])
-    weights = np.clip(sims.reshape(-1), 0.0, None) + 1e-6  # cosine similarity as affinity, never negative
-    w = coo_matrix((weights, (rows, idx.reshape(-1))), shape=(n, n)).tocsr()
-    w = w.maximum(w.T)  # symmetric: i ~ j when either is among the other's neighbours
+    w = knn_graph(x, neighbours)
     d = np.asarray(w.sum(axis=1)).ravel()
     inv_sqrt = diags(1.0 / np.sqrt(np.maximum(d, 1e-12)))
     # the smallest eigenvalues of L = I - S are 1 minus the largest of S = D^-1/2 W D^-1/2 (+ I: S + I is

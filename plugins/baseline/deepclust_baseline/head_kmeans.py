@@ -1,5 +1,6 @@
-"""Head-init `kmeans_pseudo_label` (GCC-style): k-means on the features gives pseudo-labels, then the
-head is trained on them with the backbone frozen, so self-labeling starts from the k-means partition."""
+"""Head-init `kmeans_pseudo_label` (GCC-style): k-means (or, with `partition = "spectral"`, spectral
+clustering of a kNN graph) on the features gives pseudo-labels, then the head is trained on them with the
+backbone frozen, so self-labeling starts from that partition."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import nn
 
 from toolkit.api import Checkpointed, HeadInitPlugin, RunContext
 from toolkit.ops.kmeans import kmeans
+from toolkit.ops.spectral import spectral_labels
 
 HEAD_INIT_SALT = 2
 STAGE = "head_init"
@@ -26,6 +28,10 @@ class Options(BaseModel):
     niter: int = Field(50, ge=1, description="k-means iterations")
     nredo: int = Field(5, ge=1, description="k-means restarts (best inertia kept)")
     spherical: bool = Field(True, description="k-means on L2-normalised features (cosine)")
+    partition: Literal["kmeans", "spectral"] = Field(
+        "kmeans", description="how the pseudo-labels are found: k-means, or spectral clustering of a kNN graph "
+                              "of the features (follows density: better on long-tailed data)")
+    neighbours: int = Field(10, ge=2, description="partition = spectral: neighbours per image in the graph")
 
 
 class KMeansPseudoLabelHeadInit(HeadInitPlugin[Options]):
@@ -41,9 +47,10 @@ class KMeansPseudoLabelHeadInit(HeadInitPlugin[Options]):
         loop = ctx.epoch_loop(STAGE, o.epochs, Checkpointed(labels=labels, head=head, optimizer=optimizer),
                               salt=(HEAD_INIT_SALT,), plugin="kmeans_pseudo_label")
         if loop.resumed_from is None:
-            result = kmeans(features, ctx.num_clusters, niter=o.niter, nredo=o.nredo, seed=ctx.seed,
-                            spherical=o.spherical)
-            labels.resize_(len(result.labels)).copy_(torch.as_tensor(result.labels))
+            found = (spectral_labels(features, ctx.num_clusters, o.neighbours, ctx.seed) if o.partition == "spectral"
+                     else kmeans(features, ctx.num_clusters, niter=o.niter, nredo=o.nredo, seed=ctx.seed,
+                                 spherical=o.spherical).labels)
+            labels.resize_(len(found)).copy_(torch.as_tensor(found))
             loop.checkpoint(0)  # k-means can take minutes on large data: always keep its labels
         targets = labels.to(ctx.device)
         backbone.eval()

@@ -1,0 +1,42 @@
+"""`kmeans_pseudo_label` with `partition = "spectral"`: the head is trained on spectral labels of the
+features, through the real engine, and starts self-labeling from that partition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from toolkit.metrics import cluster_acc
+from toolkit.recipe.loading import load_recipe
+from toolkit.run.engine import Engine
+from toolkit.run.events import Observer
+
+from conftest import RECIPES
+
+TINY = ["pretrain.epochs=5", "pretrain.batch_size=256", "head_init.epochs=8", "train.epochs=0",
+        "model.hidden_dims=[64]"]
+
+
+class Epoch0(Observer):
+    """The predictions right after head-init (self-labeling epoch 0)."""
+
+    metrics: dict[str, float] = {}
+
+    def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict[str, float], state: object) -> None:
+        if stage == "self_label" and epoch == 0:
+            self.metrics = dict(metrics)
+
+
+def test_the_head_learns_the_spectral_partition(tmp_path: Path, mlflow_store: str) -> None:
+    seen = Epoch0()
+    recipe = load_recipe(RECIPES / "baseline.toml", [*TINY, "head_init.partition=spectral"])
+    summary = Engine(recipe, tmp_path / "run", device="cpu", observers=[seen]).run()
+    assert summary["plugins"]["head_init"] == "kmeans_pseudo_label"
+    # trained on the spectral labels, the head is far above chance (0.1) on the digits it clustered
+    assert seen.metrics["acc"] > 0.5, seen.metrics
+    predictions = np.load(tmp_path / "run" / "predictions.npy")
+    assert len(np.unique(predictions)) >= 8
+    from sklearn.datasets import load_digits
+
+    assert cluster_acc(predictions, load_digits().target) == summary["acc"]
