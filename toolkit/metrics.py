@@ -137,6 +137,16 @@ def _size_entropy(pred: np.ndarray, k: int) -> tuple[float, int]:
     return entropy, int((sizes == 0).sum())
 
 
+def cluster_sizes(pred: np.ndarray, k: int) -> dict[str, float]:
+    """The estimated cluster sizes (label-free): the largest and smallest non-empty cluster as fractions of
+    the data and their ratio, the imbalance the model currently believes in (1 = balanced). Logged every
+    epoch, so a long tail being flattened (or one cluster swallowing the rest) shows in MLflow."""
+    sizes = np.bincount(pred, minlength=k)
+    used = sizes[sizes > 0]
+    return {"size_largest": float(used.max() / len(pred)), "size_smallest": float(used.min() / len(pred)),
+            "size_ratio": float(used.max() / used.min())}
+
+
 def evaluate(probs: np.ndarray, target: np.ndarray | None = None) -> dict[str, float]:
     """All metrics for soft assignments [N, K]; label-free ones always, supervised ones with target."""
     probs = np.asarray(probs)
@@ -146,7 +156,8 @@ def evaluate(probs: np.ndarray, target: np.ndarray | None = None) -> dict[str, f
     pred = probs.argmax(axis=1).astype(np.int64)
     confidence = probs.max(axis=1).astype(np.float64)
     entropy, empty = _size_entropy(pred, k)
-    out = {"mean_confidence": float(confidence.mean()), "cluster_entropy": entropy, "empty_clusters": float(empty)}
+    out = {"mean_confidence": float(confidence.mean()), "cluster_entropy": entropy, "empty_clusters": float(empty),
+           **cluster_sizes(pred, k)}
     if target is None:
         return out
     target = np.asarray(target, dtype=np.int64)

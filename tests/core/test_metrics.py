@@ -91,13 +91,16 @@ def test_ece_bin_edges_are_right_closed():
 def test_evaluate_keys_and_values():
     probs = np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.3, 0.7, 0.0], [0.4, 0.6, 0.0]])
     label_free = M.evaluate(probs)
-    assert set(label_free) == {"mean_confidence", "cluster_entropy", "empty_clusters"}
+    assert set(label_free) == {"mean_confidence", "cluster_entropy", "empty_clusters", "size_largest",
+                               "size_smallest", "size_ratio"}
     assert label_free["mean_confidence"] == pytest.approx(0.75)
+    # sizes of the non-empty clusters (2 and 2 of 4): balanced as far as the model knows
+    assert (label_free["size_largest"], label_free["size_smallest"], label_free["size_ratio"]) == (0.5, 0.5, 1.0)
     assert label_free["empty_clusters"] == 1.0
     assert label_free["cluster_entropy"] == pytest.approx(math.log(2) / math.log(3))
     full = M.evaluate(probs, np.array([1, 1, 0, 1]))
     assert set(full) == set(label_free) | {"acc", "many_to_one_acc", "nmi", "nmi_geometric", "ari", "ece",
-                                           "auroc", "aurc", "fpr95"}  # failure rejection: tests/test_metrics_rejection.py
+                                           "auroc", "aurc", "fpr95"}  # failure rejection: tests/core/test_metrics_rejection.py
     assert full["acc"] == pytest.approx(3 / 4)
     # mapped: c0->1, c1->0; correct = [1,1,1,0] at confidences .9 .8 .7 .6 (distinct of 15 bins)
     assert full["ece"] == pytest.approx((0.1 + 0.2 + 0.3 + 0.6) / 4)
@@ -107,3 +110,9 @@ def test_evaluate_keys_and_values():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError):
         M.cluster_acc(np.array([0, 1]), np.array([0]))
+
+
+def test_cluster_sizes_follow_a_long_tail():
+    pred = np.repeat([0, 1, 2], [80, 15, 5])
+    sizes = M.cluster_sizes(pred, 4)  # cluster 3 is empty: not the smallest, not in the ratio
+    assert sizes == {"size_largest": 0.8, "size_smallest": 0.05, "size_ratio": 16.0}
