@@ -121,6 +121,13 @@ class HeadInitPlugin(Plugin[OptionsT]):
         """A head mapping features [B, D] to logits [B, num_clusters] (build it with `ctx.build_head`)."""
         raise NotImplementedError
 
+    def restart_score(self, ctx: RunContext, head: nn.Module, features: torch.Tensor) -> float | None:
+        """With `[experiment] restarts = N` the engine runs `init_head` N times (seeds differ) and keeps
+        the head of the highest score. Return a label-free score of this head's partition (higher is
+        better), or None for the engine's default: the restart whose partition agrees most with the
+        others' (mean adjusted Rand index, a consensus)."""
+        return None
+
 
 class SelectionPlugin(Plugin[OptionsT]):
     """Slot `toolkit.selection`: which samples get which pseudo-label, per batch.

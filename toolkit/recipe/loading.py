@@ -49,6 +49,8 @@ class ExperimentConfig(_Strict):
     oracle: bool = False
     device: str = "auto"
     description: str = ""
+    #: Independent head-init restarts (different seeds); the head kept is chosen without labels.
+    restarts: int = Field(1, ge=1, le=100)
 
 
 class ModelConfig(_Strict):

@@ -6,6 +6,7 @@ the plugin chosen for its slot. Ground-truth labels stay here, used for evaluati
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -41,6 +42,7 @@ from toolkit.run.self_label import Models, Probe, train_epoch
 from toolkit.nn.backbones import build_backbone
 from toolkit.nn.heads import ClusterHead
 from toolkit.metric_names import HEADLINE_METRICS
+from toolkit.metrics import cluster_acc
 from toolkit.ops.matching import hungarian_map
 from toolkit.registry.entry_points import find
 from toolkit.run.label_probe import PseudoLabelProbe
@@ -240,9 +242,10 @@ class Engine:
             seed_everything(ctx.seed + 2)  # same draws whether the backbone came from the cache or not
             self.events.emit("on_stage_start", stage="head_init", total=None)
             features = ctx.encode(backbone)
-            with plugin_call("head_init", head_init, method="init_head"):
-                head = head_init.init_head(ctx, backbone, features, pretrained_head)
-            head = contract.head(Call(head_init, "init_head", "head_init"), head, features, ctx.num_clusters).to(ctx.device)
+            if self.cfg.experiment.restarts > 1:
+                head = self._restarted_head(ctx, head_init, backbone, features, pretrained_head, train)
+            else:
+                head = self._init_head(ctx, head_init, backbone, features, pretrained_head)
             self.events.emit("on_stage_end", stage="head_init")
         feature_dim = _feature_dim(backbone, ctx)
         calibration: CalibrationPlugin = plugins["calibration"]  # type: ignore[assignment]
@@ -332,6 +335,45 @@ class Engine:
             cache.store(key, {"backbone": result.backbone.state_dict(),
                               "head": result.head.state_dict() if result.head is not None else None})
         return result.backbone.to(ctx.device), result.head
+
+    def _init_head(self, ctx: RunContext, plugin: HeadInitPlugin, backbone: nn.Module, features: torch.Tensor,
+                   pretrained_head: nn.Module | None) -> nn.Module:
+        with plugin_call("head_init", plugin, method="init_head"):
+            head = plugin.init_head(ctx, backbone, features, pretrained_head)
+        return contract.head(Call(plugin, "init_head", "head_init"), head, features, ctx.num_clusters).to(ctx.device)
+
+    def _restarted_head(self, ctx: RunContext, plugin: HeadInitPlugin, backbone: nn.Module, features: torch.Tensor,
+                        pretrained_head: nn.Module | None, train: ImageData) -> nn.Module:
+        """`[experiment] restarts = N`: N head-inits with different seeds (each with its own resume points),
+        the kept one chosen by the plugin's `restart_score` or by consensus (see HeadInitPlugin); every
+        restart's score is logged (stage "restarts"), with its ACC only as evaluation where labels exist."""
+        from toolkit.run.restarts import consensus_scores
+
+        heads, partitions, scores = [], [], []
+        for r in range(self.cfg.experiment.restarts):
+            # restart 0 is the run's own head-init; the others differ by seed only
+            sub = dataclasses.replace(ctx, seed=ctx.seed + 1_000 * r, _last_save={},
+                                      checkpoint_dir=None if ctx.checkpoint_dir is None else ctx.checkpoint_dir / f"restart_{r}")
+            seed_everything(sub.seed + 2)
+            head = self._init_head(sub, plugin, backbone, features, pretrained_head)
+            with torch.no_grad():
+                head.eval()
+                partitions.append(torch.cat([head(part.float()).argmax(1) for part in features.split(4096)]).cpu().numpy())
+                head.train()
+            with plugin_call("head_init", plugin, method="restart_score"):
+                scores.append(plugin.restart_score(sub, head, features))
+            heads.append(head)
+        criterion = "plugin"
+        if any(s is None for s in scores):
+            scores, criterion = consensus_scores(partitions), "consensus"
+        best = int(np.argmax(scores))
+        for r, (score, partition) in enumerate(zip(scores, partitions)):
+            metrics = {"score": float(score), "kept": float(r == best)}
+            if train.labels is not None:  # evaluation only: the choice above never sees it
+                metrics["acc"] = float(cluster_acc(partition, train.labels))
+            self.events.emit("on_epoch_end", stage="restarts", epoch=r, metrics=metrics, state=None)
+        self._warn(f"head_init: kept restart {best} of {len(heads)} by {criterion} score {scores[best]:.4f}")
+        return heads[best]
 
     def _estimated_k(self, ctx: RunContext, backbone: nn.Module, ckpt: dict[str, Any] | None, info: RunInfo) -> int:
         """K from the pretrained features (or, resuming, the K the run started with); the curve is kept
