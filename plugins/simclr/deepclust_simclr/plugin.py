@@ -31,6 +31,25 @@ class Options(BaseModel):
                                           "instead of the `view` one (a pretext may want stronger pairs than "
                                           "the self-labeling stage's strong view)")
     cosine_schedule: bool = Field(True, description="cosine learning-rate decay over the epochs")
+    colour: Literal["off", "auto"] = Field(
+        "off", description="auto: on colour images, the pairs also get colour jitter and random greyscale (where "
+                           "their augmentation has none), so the features cannot cluster by colour")
+
+
+#: What `colour = "auto"` adds to the pairs of colour images (SimCLR's strengths; measured in RESULTS.md).
+COLOUR_PAIRS = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1, "jitter_p": 0.8, "grayscale": 0.2}
+
+
+def pair_augment(o: Options, base: AugmentConfig | None, channels: int) -> AugmentConfig | None:
+    """The pairs' augmentation: `base`, plus colour invariance on colour data when asked for."""
+    if o.colour != "auto" or channels != 3:
+        return base
+    cfg = base or AugmentConfig()
+    jitter = ("brightness", "contrast", "saturation", "hue")
+    added = {k: v for k, v in COLOUR_PAIRS.items() if k != "jitter_p" and not getattr(cfg, k)}
+    if not any(getattr(cfg, k) for k in jitter):  # no jitter of its own: SimCLR's probability too
+        added["jitter_p"] = COLOUR_PAIRS["jitter_p"]
+    return cfg.model_copy(update=added)
 
 
 def projection_head(in_dim: int, hidden: int, out: int) -> nn.Module:
@@ -50,7 +69,9 @@ class SimCLRPretrain(PretrainPlugin[Options]):
         else:
             opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(o.epochs, 1)) if o.cosine_schedule else None
-        view = ctx.views.custom(o.augment) if o.augment is not None else ctx.views.get(o.view)
+        base = o.augment if o.augment is not None else ctx.views.get(o.view).cfg
+        augment = pair_augment(o, base, ctx.data.channels)
+        view = ctx.views.custom(augment) if augment is not base or o.augment is not None else ctx.views.get(o.view)
         backbone.train()
         proj.train()
         state = Checkpointed(backbone=backbone, projection=proj, optimizer=opt, scheduler=sched)
