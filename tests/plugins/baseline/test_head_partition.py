@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from toolkit.metrics import cluster_acc
 from toolkit.recipe.loading import load_recipe
@@ -28,10 +29,22 @@ class Epoch0(Observer):
             self.metrics = dict(metrics)
 
 
-def test_the_head_learns_the_spectral_partition(tmp_path: Path, mlflow_store: str) -> None:
+def test_the_head_learns_the_spectral_partition(tmp_path: Path, mlflow_store: str,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import deepclust_baseline.head_kmeans as head_kmeans
+
+    calls: list[tuple[int, int]] = []
+    real = head_kmeans.spectral_labels
+
+    def recorded(features, k, neighbours, seed):  # type: ignore[no-untyped-def]
+        calls.append((k, neighbours))
+        return real(features, k, neighbours, seed)
+
+    monkeypatch.setattr(head_kmeans, "spectral_labels", recorded)
     seen = Epoch0()
-    recipe = load_recipe(RECIPES / "baseline.toml", [*TINY, "head_init.partition=spectral"])
+    recipe = load_recipe(RECIPES / "baseline.toml", [*TINY, "head_init.partition=spectral", "head_init.neighbours=12"])
     summary = Engine(recipe, tmp_path / "run", device="cpu", observers=[seen]).run()
+    assert calls == [(10, 12)]  # the option reached the plugin: spectral labels, not k-means
     assert summary["plugins"]["head_init"] == "kmeans_pseudo_label"
     # trained on the spectral labels, the head is far above chance (0.1) on the digits it clustered
     assert seen.metrics["acc"] > 0.5, seen.metrics
