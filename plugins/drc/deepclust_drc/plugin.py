@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from deepclust_drc.loss import drc_loss
-from toolkit.api import Checkpointed, PretrainPlugin, PretrainResult, RunContext, TrainingError, autocast
+from toolkit.api import Checkpointed, PretrainPlugin, PretrainResult, RunContext, autocast
 
 DRC_SALT = 5
 
@@ -66,9 +66,10 @@ class DRCPretrain(PretrainPlugin[Options]):
             heads["main"] = head
         params = [p for m in [backbone, *heads.values()] for p in m.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-        if o.batch_size > len(ctx.data):
-            raise TrainingError(f"stage pretrain (drc): batch_size {o.batch_size} exceeds the {len(ctx.data)} "
-                                "images (every batch would be dropped)")
+        self.batch_size = min(o.batch_size, len(ctx.data))  # a recipe pointed at a smaller data set still runs
+        if self.batch_size < o.batch_size:
+            ctx.warn(f"pretrain (drc): batch_size {o.batch_size} is more than the {len(ctx.data)} images; "
+                     f"using {self.batch_size}")
         state = Checkpointed(backbone=backbone, heads=nn.ModuleDict(heads), optimizer=opt)
         loop = ctx.epoch_loop("pretrain", o.epochs, state, salt=(DRC_SALT,), plugin="drc")
         for epoch in loop:
@@ -97,7 +98,7 @@ class DRCPretrain(PretrainPlugin[Options]):
         head.train()
         sums = torch.zeros(5, device=ctx.device)
         steps = 0
-        for index in ctx.batches(gen, o.batch_size, drop_last=True):
+        for index in ctx.batches(gen, self.batch_size, drop_last=True):
             xo, xp = self._views(ctx, ctx.images(index), gen)
             with autocast(ctx.device):
                 if o.concat_forward:
