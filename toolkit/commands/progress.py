@@ -36,6 +36,8 @@ class RichProgress(Observer):
                            f"{run.num_clusters} clusters, protocol {run.recipe.experiment.protocol} | {plugins}")
         if run.mlflow_run_id:
             self.console.print(f"MLflow run {run.mlflow_run_id}")
+        for line in derived_lines(run.recipe):
+            self.console.print(escape(line), highlight=False)
 
     def on_stage_start(self, *, stage: str, total: int | None) -> None:
         self._ensure()
@@ -80,8 +82,17 @@ class WarningPrinter(Observer):
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True)
 
+    def on_run_start(self, *, run: Any) -> None:
+        for line in derived_lines(run.recipe):
+            self.console.print(escape(line), soft_wrap=True, highlight=False)
+
     def on_warning(self, *, message: str) -> None:
         self.console.print(f"warning: {escape(message)}", soft_wrap=True, highlight=False)
+
+
+def derived_lines(recipe: Any) -> list[str]:
+    """One line per "auto" value the run derived from its data: key, value and the rule."""
+    return [f"auto: {key} = {value}  ({why})" for key, (value, why) in sorted(getattr(recipe, "derived", {}).items())]
 
 
 def console_observers(console: Console, progress: bool) -> list[Observer]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -21,6 +21,7 @@ from toolkit.data.views import AugmentConfig
 from toolkit.errors import PluginError, RecipeError
 from toolkit.api.slots import SLOTS, Plugin
 from toolkit.nn.config import BackboneConfig, check_backbone_name
+from toolkit.recipe import auto
 from toolkit.recipe.tune_section import TuneConfig, check_space_keys, parse_tune
 from toolkit.registry import entry_points as plugin_registry
 
@@ -143,6 +144,10 @@ class Recipe:
     plugin_classes: dict[str, type[Plugin]]
     plugin_options: dict[str, BaseModel]
     source: str
+    #: Keys the recipe sets to "auto" that the engine derives from the data (toolkit.recipe.auto.RULES).
+    auto: list[str] = field(default_factory=list)
+    #: After `resolve`: each derived key's value and the rule that gave it.
+    derived: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
     @property
     def experiment(self) -> ExperimentConfig:
@@ -161,6 +166,15 @@ class Recipe:
                          **self.plugin_options[slot].model_dump(mode="json", exclude_none=True)}
         if out.get("tune") is None:
             out.pop("tune", None)
+        return auto.restore(out, self.auto) if self.auto else out
+
+    def resolve(self, facts: auto.DataFacts) -> "Recipe":
+        """This recipe with every "auto" key replaced by its rule's value for `facts` (itself when none)."""
+        if not self.auto:
+            return self
+        tree = auto.substitute(self.resolved(), self.auto, facts)
+        out = validate(tree, self.source)
+        out.derived = {key: (auto.RULES[key].value(facts), auto.RULES[key].why) for key in self.auto}
         return out
 
     def to_toml(self) -> str:
@@ -284,6 +298,9 @@ def validate(tree: dict[str, Any], source: str = "<recipe>", check_tune: bool = 
         tree = {**tree, "train": {k: v for k, v in tree["train"].items() if k != "eval_every"}}
     if isinstance(tree.get("tune"), dict):
         parse_tune(tree["tune"], source)
+    derived_keys = auto.auto_keys(tree)
+    if derived_keys:  # validated with the digits value; the engine puts the data's value in (Recipe.resolve)
+        tree = auto.substitute(tree, derived_keys, auto.DIGITS)
     try:
         model = RecipeConfig.model_validate(tree)
     except ValidationError as exc:
@@ -303,7 +320,7 @@ def validate(tree: dict[str, Any], source: str = "<recipe>", check_tune: bool = 
         classes[slot], options[slot] = cls, opts
     if check_tune and model.tune is not None:  # searched keys vs this recipe: for `tune` and `recipes validate`;
         check_space_keys(tree, model.tune, source)  # a plain run may switch a plugin the space was written for
-    return Recipe(model, classes, options, source)
+    return Recipe(model, classes, options, source, auto=derived_keys)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, check_tune: bool = False) -> Recipe:

@@ -46,6 +46,7 @@ from toolkit.metrics import cluster_acc
 from toolkit.ops.matching import hungarian_map
 from toolkit.registry.entry_points import find
 from toolkit.run.label_probe import PseudoLabelProbe
+from toolkit.recipe.auto import facts_of
 from toolkit.recipe.loading import Recipe
 
 
@@ -133,6 +134,12 @@ class Engine:
                             "to cluster; check [data] root (or the folder given to `toolkit cluster`)")
         return int(k)
 
+    def _derive(self, train: ImageData, k: int) -> None:
+        """Replace the recipe's "auto" sizes by values derived from the loaded data (toolkit.recipe.auto)."""
+        if self.recipe.auto:
+            self.recipe = self.recipe.resolve(facts_of(len(train), k, train.image_size, train.channels))
+            self.cfg = self.recipe.config
+
     def _views(self, train: ImageData) -> Views:
         mean, std = channel_stats(train.images)
         return Views(raw=BatchView(None, mean, std), weak=BatchView(self.cfg.views.weak, mean, std),
@@ -169,6 +176,7 @@ class Engine:
         train, test = splits.train, splits.test
         evalset = test if test is not None else train
         k = self._num_clusters(train)
+        self._derive(train, k)
         views = self._views(train)
         model_cfg = self.cfg.model
         backbone_cfg = model_cfg.backbone_config()
@@ -201,6 +209,8 @@ class Engine:
         info = RunInfo(self.recipe, self.output_dir, device, self._plugin_info(), k, len(train), len(evalset),
                        evalset.labels is not None, resume_run_id)
         info.tags["data_device"] = str(data_device)
+        if self.recipe.derived:
+            info.tags["auto_keys"] = ",".join(sorted(self.recipe.derived))
         self.events.start_run(info)
         self._write_run_state(info, "running")
         for message in self.skipped_warnings:  # now that observers (console, MLflow) listen
