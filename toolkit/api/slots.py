@@ -105,6 +105,12 @@ class PretrainPlugin(Plugin[OptionsT]):
         """Train `backbone` (fresh, as [model] describes) and return it in a PretrainResult."""
         raise NotImplementedError
 
+    def restart_score(self, ctx: RunContext, result: PretrainResult) -> float | None:
+        """For plugins that make the head: with `[experiment] restarts = N` the engine runs `pretrain` N times
+        (seeds differ) and keeps the result of the highest score. Return a label-free score (higher is
+        better), or None for the engine's default, consensus (as for head-init restarts)."""
+        return None
+
 
 class HeadInitPlugin(Plugin[OptionsT]):
     """Slot `toolkit.head_init`: how the clustering head starts.

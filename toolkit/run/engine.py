@@ -37,7 +37,7 @@ from toolkit.run.events import EventBus, Observer
 from toolkit.run import contract
 from toolkit.run.contract import Call
 from toolkit.run.guard import plugin_call
-from toolkit.api.slots import SLOTS, CalibrationPlugin, GenerationPlugin, HeadInitPlugin, Plugin, PretrainPlugin, SelectionPlugin
+from toolkit.api.slots import SLOTS, CalibrationPlugin, GenerationPlugin, HeadInitPlugin, Plugin, PretrainPlugin, PretrainResult, SelectionPlugin
 from toolkit.run.self_label import Models, Probe, train_epoch
 from toolkit.nn.backbones import build_backbone
 from toolkit.nn.heads import ClusterHead
@@ -252,7 +252,7 @@ class Engine:
             seed_everything(ctx.seed + 2)  # same draws whether the backbone came from the cache or not
             self.events.emit("on_stage_start", stage="head_init", total=None)
             features = ctx.encode(backbone)
-            if self.cfg.experiment.restarts > 1:
+            if self.cfg.experiment.restarts > 1 and not getattr(plugins["pretrain"], "makes_head", False):
                 head = self._restarted_head(ctx, head_init, backbone, features, pretrained_head, train)
             else:
                 head = self._init_head(ctx, head_init, backbone, features, pretrained_head)
@@ -337,9 +337,12 @@ class Engine:
             self.events.emit("on_warning", message=f"pretrain: reusing cached backbone {key}")
             return backbone, head
         self.events.emit("on_stage_start", stage="pretrain", total=plugin.num_epochs())
-        seed_everything(ctx.seed)  # plugins build their own modules (projection heads) from these draws
-        with plugin_call("pretrain", plugin, method="pretrain"):
-            result = contract.pretrain_result(Call(plugin, "pretrain", "pretrain"), plugin.pretrain(ctx, backbone))
+        if plugin.makes_head and self.cfg.experiment.restarts > 1:
+            result = self._restarted_pretrain(ctx, plugin, backbone, train)
+        else:
+            seed_everything(ctx.seed)  # plugins build their own modules (projection heads) from these draws
+            with plugin_call("pretrain", plugin, method="pretrain"):
+                result = contract.pretrain_result(Call(plugin, "pretrain", "pretrain"), plugin.pretrain(ctx, backbone))
         self.events.emit("on_stage_end", stage="pretrain")
         if plugin.cacheable and self.main:
             cache.store(key, {"backbone": result.backbone.state_dict(),
@@ -357,8 +360,6 @@ class Engine:
         """`[experiment] restarts = N`: N head-inits with different seeds (each with its own resume points),
         the kept one chosen by the plugin's `restart_score` or by consensus (see HeadInitPlugin); every
         restart's score is logged (stage "restarts"), with its ACC only as evaluation where labels exist."""
-        from toolkit.run.restarts import consensus_scores
-
         heads, partitions, scores = [], [], []
         for r in range(self.cfg.experiment.restarts):
             # restart 0 is the run's own head-init; the others differ by seed only
@@ -373,17 +374,51 @@ class Engine:
             with plugin_call("head_init", plugin, method="restart_score"):
                 scores.append(plugin.restart_score(sub, head, features))
             heads.append(head)
+        return heads[self._keep_restart("head_init", scores, partitions, train)]
+
+    def _restarted_pretrain(self, ctx: RunContext, plugin: PretrainPlugin, backbone: nn.Module,
+                            train: ImageData) -> PretrainResult:
+        """`[experiment] restarts = N` for a pretrain stage that makes the head (DRC), where the partition is
+        decided: N pretrainings with different seeds (each with its own resume points), the kept one chosen
+        by the plugin's `restart_score` or by consensus, every restart logged as for head-init restarts."""
+        results: list[PretrainResult] = []
+        scores: list[float | None] = []
+        partitions: list[np.ndarray] = []
+        for r in range(self.cfg.experiment.restarts):
+            sub = dataclasses.replace(ctx, seed=ctx.seed + 1_000 * r, _last_save={},
+                                      checkpoint_dir=None if ctx.checkpoint_dir is None else ctx.checkpoint_dir / f"restart_{r}")
+            seed_everything(sub.seed)
+            fresh = backbone if r == 0 else sub.build_backbone()
+            with plugin_call("pretrain", plugin, method="pretrain"):
+                result = contract.pretrain_result(Call(plugin, "pretrain", "pretrain"), plugin.pretrain(sub, fresh))
+            with plugin_call("pretrain", plugin, method="restart_score"):
+                scores.append(plugin.restart_score(sub, result))
+            assert result.head is not None  # makes_head
+            with torch.no_grad():
+                head = result.head.eval()
+                features = ctx.encode(result.backbone)
+                partitions.append(torch.cat([head(part.float()).argmax(1) for part in features.split(4096)]).cpu().numpy())
+            results.append(result)
+        return results[self._keep_restart("pretrain", scores, partitions, train)]
+
+    def _keep_restart(self, stage: str, scores: list[float | None], partitions: list[np.ndarray],
+                      train: ImageData) -> int:
+        """The restart to keep (plugin scores, else consensus); logs each restart's score (and ACC where
+        labels exist, for evaluation only: the choice never sees it)."""
+        from toolkit.run.restarts import consensus_scores
+
         criterion = "plugin"
         if any(s is None for s in scores):
-            scores, criterion = consensus_scores(partitions), "consensus"
-        best = int(np.argmax(scores))
-        for r, (score, partition) in enumerate(zip(scores, partitions)):
-            metrics = {"score": float(score), "kept": float(r == best)}
-            if train.labels is not None:  # evaluation only: the choice above never sees it
+            scores, criterion = list(consensus_scores(partitions)), "consensus"
+        values = [float(s) for s in scores]  # type: ignore[arg-type]
+        best = int(np.argmax(values))
+        for r, (score, partition) in enumerate(zip(values, partitions)):
+            metrics = {"score": score, "kept": float(r == best)}
+            if train.labels is not None:
                 metrics["acc"] = float(cluster_acc(partition, train.labels))
             self.events.emit("on_epoch_end", stage="restarts", epoch=r, metrics=metrics, state=None)
-        self._warn(f"head_init: kept restart {best} of {len(heads)} by {criterion} score {scores[best]:.4f}")
-        return heads[best]
+        self._warn(f"{stage}: kept restart {best} of {len(values)} by {criterion} score {values[best]:.4f}")
+        return best
 
     def _estimated_k(self, ctx: RunContext, backbone: nn.Module, ckpt: dict[str, Any] | None, info: RunInfo) -> int:
         """K from the pretrained features (or, resuming, the K the run started with); the curve is kept

@@ -81,6 +81,12 @@ class DRCPretrain(PretrainPlugin[Options]):
         head.eval()
         return PretrainResult(backbone, head=head, metrics=loop.metrics)
 
+    def restart_score(self, ctx: RunContext, result: PretrainResult) -> float | None:
+        """Restarts keep the lowest final L_AP (the last epoch's mean): the most confident, least ambiguous
+        assignment the contrastive objective reached, judged without labels."""
+        ap = result.metrics.get("ap")
+        return None if ap is None else -float(ap)
+
     def _views(self, ctx: RunContext, images: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(original batch [B], augmented batch [R*B] ordered [all images, all images, ...])."""
         o = self.options
