@@ -31,13 +31,14 @@ def test_on_digits_every_rule_gives_the_digits_recipes_value() -> None:
 def test_sizes_follow_the_data(n: int) -> None:
     facts = DataFacts(n=n, k=10, image_size=(32, 32), channels=3)
     value = {key: rule.value(facts) for key, rule in RULES.items()}
-    assert value["train.batch_size"] <= max(n // 2, 16) and value["pretrain.batch_size"] <= n
+    assert value["train.batch_size"] == min(n, 256) and value["pretrain.batch_size"] == min(n, 512)
     assert value["model.head_hidden_dim"] <= n // 2 or value["model.head_hidden_dim"] == 16
     assert value["head_init.batch_size"] <= n and value["calibration.num_miniclusters"] <= max(n // 8, 20)
-    assert 10 <= value["train.epochs"] <= 100 and 50 <= value["pretrain.epochs"] <= 1000
-    if n >= 5000:  # large data: caps hold, epochs shrink with the steps each epoch takes
-        assert value["train.batch_size"] == 256 and value["pretrain.batch_size"] == 512
-        assert value["pretrain.epochs"] < 300
+    assert 10 <= value["train.epochs"] <= 30 and 50 <= value["pretrain.epochs"] <= 300
+    if n >= 5000:  # large data: epochs shrink with the steps each epoch takes
+        assert value["pretrain.epochs"] < 300 and (value["train.epochs"] < 30 or n < 50000)
+    if n <= 512:  # small data: one whole-set batch per step, the digits epochs
+        assert value["pretrain.epochs"] == 300 and value["train.epochs"] == 30
 
 
 AUTO = ['train.batch_size="auto"', 'pretrain.batch_size="AUTO"', 'pretrain.epochs="auto"']
@@ -45,15 +46,15 @@ AUTO = ['train.batch_size="auto"', 'pretrain.batch_size="AUTO"', 'pretrain.epoch
 
 def test_an_unresolved_recipe_keeps_auto_and_resolve_fills_it_in() -> None:
     recipe = load_recipe(RECIPES / "baseline.toml", AUTO)
-    assert sorted(recipe.auto) == ["pretrain.batch_size", "pretrain.epochs", "train.batch_size"]
+    assert sorted(recipe.auto) == ["pretrain.batch_size", "pretrain.epochs", "train.batch_size", "train.epochs"]
     tree = tomllib.loads(recipe.to_toml())
     assert tree["train"]["batch_size"] == "auto" and tree["pretrain"]["epochs"] == "auto"
     assert recipe.flat_params()["pretrain.batch_size"] == "auto"
     small = recipe.resolve(DataFacts(n=200, k=2, image_size=(25, 25), channels=1))
-    assert small.config.train.batch_size == 32 and small.plugin_options["pretrain"].batch_size == 64
+    assert small.config.train.batch_size == 200 and small.plugin_options["pretrain"].batch_size == 200
     assert small.plugin_options["pretrain"].epochs == 300 and not small.auto
-    assert small.derived["train.batch_size"][0] == 32 and "N/4" in small.derived["train.batch_size"][1]
-    assert tomllib.loads(small.to_toml())["train"]["batch_size"] == 32
+    assert small.derived["train.batch_size"][0] == 200 and "up to 256" in small.derived["train.batch_size"][1]
+    assert tomllib.loads(small.to_toml())["train"]["batch_size"] == 200
 
 
 def test_auto_on_a_key_the_plugin_does_not_have_is_a_one_line_error() -> None:
@@ -75,9 +76,9 @@ def test_a_run_derives_prints_saves_and_logs_the_values(tmp_path: Path, mlflow_s
     console = Console(stderr=True, width=200)
     summary = Engine(recipe, out, device="cpu", observers=[MlflowTracker(), WarningPrinter(console)]).run()
     saved = tomllib.loads((out / "recipe.toml").read_text())
-    assert saved["train"]["batch_size"] == 32 and saved["pretrain"]["batch_size"] == 64  # 200 images
+    assert saved["train"]["batch_size"] == 200 and saved["pretrain"]["batch_size"] == 200  # 200 images
     run = MlflowClient(mlflow_store).get_run(summary["mlflow_run_id"])
-    assert run.data.params["train.batch_size"] == "32" and run.data.params["pretrain.batch_size"] == "64"
+    assert run.data.params["train.batch_size"] == "200" and run.data.params["pretrain.batch_size"] == "200"
     assert run.data.tags["auto_keys"] == "pretrain.batch_size,train.batch_size"
     err = capsys.readouterr().err
-    assert "auto: train.batch_size = 32" in err and "auto: pretrain.batch_size = 64" in err
+    assert "auto: train.batch_size = 200" in err and "auto: pretrain.batch_size = 200" in err
