@@ -10,7 +10,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from deepclust_gcc.schedule import Sampler, alphas_cumprod, make_scheduler, sample
-from deepclust_gcc.unet import Preset, build_unet
+from deepclust_gcc.unet import Preset, build_unet, size_factor
 
 
 def to_unit_range(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -29,12 +29,20 @@ class ConditionalDDPM(nn.Module):
     def __init__(self, preset: Preset, image_size: int, channels: int, num_classes: int, betas: torch.Tensor,
                  dropout: float = 0.1, ema_decay: float = 0.999) -> None:
         super().__init__()
-        self.unet = build_unet(preset, image_size, channels, num_classes, dropout)
+        factor = size_factor(preset)
+        # A side the U-Net cannot halve often enough (25x25 faces) is padded (edge pixels repeated) up to the
+        # next multiple for the diffusion, and generated images are cropped back.
+        self.canvas = -(-image_size // factor) * factor
+        self.unet = build_unet(preset, self.canvas, channels, num_classes, dropout)
         self.ema = AveragedModel(self.unet, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.ema.requires_grad_(False)
         self.register_buffer("betas", betas.float())
         self.register_buffer("abar", alphas_cumprod(betas).float())
         self.shape = (channels, image_size, image_size)
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        extra = self.canvas - x.shape[-1]
+        return x if extra == 0 else F.pad(x, (0, extra, 0, extra), mode="replicate")
 
     @property
     def timesteps(self) -> int:
@@ -42,6 +50,7 @@ class ConditionalDDPM(nn.Module):
 
     def loss(self, x0: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """L_simple: MSE between the true noise and the predicted one at a uniform random step."""
+        x0 = self._pad(x0)
         t = torch.randint(0, self.timesteps, (len(x0),), generator=generator).to(x0.device)
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
         a = self.abar[t].view(-1, 1, 1, 1)
@@ -65,6 +74,9 @@ class ConditionalDDPM(nn.Module):
             step = torch.full((len(x),), int(t), device=x.device, dtype=torch.long)
             return net(x, step, class_labels=y).sample.float()
 
-        out = [sample(eps, scheduler, chunk, self.shape, steps, generator) for chunk in labels.split(batch_size)]
+        canvas = (self.shape[0], self.canvas, self.canvas)
+        side = self.shape[-1]
+        out = [sample(eps, scheduler, chunk, canvas, steps, generator)[..., :side, :side]
+               for chunk in labels.split(batch_size)]
         net.train(was_training)
         return torch.cat(out) if out else torch.empty((0, *self.shape), device=labels.device)

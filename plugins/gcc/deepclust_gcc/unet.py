@@ -20,6 +20,11 @@ PRESETS: dict[str, tuple[int, tuple[int, ...], int, int, int]] = {
 }
 
 
+def size_factor(preset: Preset) -> int:
+    """The U-Net's input side must be a multiple of this (it halves the image once per level below the top)."""
+    return 2 ** (len(PRESETS[preset][1]) - 1)
+
+
 def build_unet(preset: Preset, image_size: int, channels: int, num_classes: int, dropout: float = 0.1) -> nn.Module:
     """A UNet2DModel for square `image_size` images predicting the noise, conditioned on a class id.
 

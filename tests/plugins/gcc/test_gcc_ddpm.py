@@ -83,6 +83,16 @@ def test_unet_rejects_indivisible_sizes() -> None:
         build_unet("budget", 30, 3, 10)
 
 
+def test_an_odd_side_is_padded_for_the_unet_and_cropped_back() -> None:
+    """25x25 faces (lfw_subset) through the budget U-Net (a multiple of 4): trained and sampled at 28, out at 25."""
+    ddpm = ConditionalDDPM("budget", 25, 1, 2, linear_betas(100), dropout=0.0)
+    assert ddpm.canvas == 28 and ddpm.shape == (1, 25, 25)
+    x0 = torch.rand(4, 1, 25, 25) * 2 - 1
+    assert torch.isfinite(ddpm.loss(x0, torch.tensor([0, 1, 0, 1]), torch.Generator().manual_seed(0)))
+    out = ddpm.generate(torch.tensor([0, 1, 1]), "ddim", 2, torch.Generator().manual_seed(0), batch_size=2)
+    assert out.shape == (3, 1, 25, 25)
+
+
 def test_training_reduces_loss_on_a_fixed_batch() -> None:
     torch.manual_seed(0)
     ddpm = ConditionalDDPM("tiny", 8, 1, 2, linear_betas(100), dropout=0.0)

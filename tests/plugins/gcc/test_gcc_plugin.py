@@ -53,6 +53,7 @@ def test_gcc_rounds_log_losses_fidelity_and_grids(tmp_path: Path, mlflow_store: 
 def test_kill_9_inside_generator_training_resumes_exactly(tmp_path: Path, mlflow_store: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """A real kill -9 while the DDPM trains: the resumed run continues after the saved generator epoch."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[2] / "e2e"))  # also when run without tests/e2e
     from test_kill_resume import kill_inside_stage, logged_epochs, metrics
 
 
