@@ -82,3 +82,22 @@ def test_a_run_derives_prints_saves_and_logs_the_values(tmp_path: Path, mlflow_s
     assert run.data.tags["auto_keys"] == "pretrain.batch_size,train.batch_size"
     err = capsys.readouterr().err
     assert "auto: train.batch_size = 200" in err and "auto: pretrain.batch_size = 200" in err
+
+
+@pytest.mark.parametrize("method", ["baseline", "cdc", "spice", "drc", "gcc"])
+def test_a_general_recipe_on_digits_is_its_digits_recipe(method: str) -> None:
+    """What `toolkit cluster --method M` runs: resolved on digits, every derived size is the digits recipe's,
+    so the digits measurements still describe it (only names, colour = "auto" and, for the baseline, the
+    estimated-share balance differ)."""
+    from toolkit.run.cluster_folder import general_recipe
+
+    general = load_recipe(general_recipe(method)).resolve(DIGITS).resolved()
+    digits = load_recipe(RECIPES / f"{method}_digits.toml").resolved()
+    for tree in (general, digits):
+        tree["experiment"].pop("name"), tree["experiment"].pop("description")
+        tree["pretrain"].pop("colour", None)
+        tree.pop("tune", None)
+    if method == "baseline":
+        assert general["selection"].pop("class_balance") == "estimated"
+        digits["selection"].pop("class_balance")
+    assert general == digits
