@@ -43,7 +43,8 @@ def test_defaults_and_plugin_options(tmp_path: Path) -> None:
     assert rec.plugin_options["selection"].threshold == 0.9
     assert rec.config.pretrain.method == "none"
     resolved = rec.resolved()
-    assert resolved["selection"] == {"method": "threshold", "threshold": 0.9, "normalize": "selected", "class_balance": False}
+    assert resolved["selection"] == {"method": "threshold", "threshold": 0.9, "normalize": "selected", "class_balance": False,
+                                     "max_ratio": 50.0}
     # the resolved recipe is itself a valid recipe
     again = validate(__import__("tomllib").loads(rec.to_toml()))
     assert again.resolved() == resolved
@@ -64,7 +65,7 @@ def test_overrides_parse_toml_literals(tmp_path: Path) -> None:
     [
         (GOOD, ["selection.method=nope"], "selection", "method", "installed: all, "),
         (GOOD, ["train.epochz=3"], "train", "epochz", "valid keys"),
-        (GOOD, ["selection.treshold=0.3"], "selection", "treshold", "valid keys: class_balance, normalize, threshold"),
+        (GOOD, ["selection.treshold=0.3"], "selection", "treshold", "valid keys: class_balance, max_ratio, normalize, threshold"),
         (GOOD, ["train.epochs='many'"], "train", "epochs", "integer"),
         (GOOD, ["train.lr=-1.0"], "train", "lr", "greater than 0"),
         (GOOD, ["selection.threshold=1.5"], "selection", "threshold", "less than or equal to 1"),
