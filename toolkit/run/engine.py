@@ -363,14 +363,11 @@ class Engine:
         heads, partitions, scores = [], [], []
         for r in range(self.cfg.experiment.restarts):
             # restart 0 is the run's own head-init; the others differ by seed only
-            sub = dataclasses.replace(ctx, seed=ctx.seed + 1_000 * r, _last_save={},
-                                      checkpoint_dir=None if ctx.checkpoint_dir is None else ctx.checkpoint_dir / f"restart_{r}")
+            sub = _restart_context(ctx, r)
             seed_everything(sub.seed + 2)
             head = self._init_head(sub, plugin, backbone, features, pretrained_head)
-            with torch.no_grad():
-                head.eval()
-                partitions.append(torch.cat([head(part.float()).argmax(1) for part in features.split(4096)]).cpu().numpy())
-                head.train()
+            partitions.append(_partition(head, features))
+            head.train()
             with plugin_call("head_init", plugin, method="restart_score"):
                 scores.append(plugin.restart_score(sub, head, features))
             heads.append(head)
@@ -385,8 +382,7 @@ class Engine:
         scores: list[float | None] = []
         partitions: list[np.ndarray] = []
         for r in range(self.cfg.experiment.restarts):
-            sub = dataclasses.replace(ctx, seed=ctx.seed + 1_000 * r, _last_save={},
-                                      checkpoint_dir=None if ctx.checkpoint_dir is None else ctx.checkpoint_dir / f"restart_{r}")
+            sub = _restart_context(ctx, r)
             seed_everything(sub.seed)
             fresh = backbone if r == 0 else sub.build_backbone()
             with plugin_call("pretrain", plugin, method="pretrain"):
@@ -394,10 +390,7 @@ class Engine:
             with plugin_call("pretrain", plugin, method="restart_score"):
                 scores.append(plugin.restart_score(sub, result))
             assert result.head is not None  # makes_head
-            with torch.no_grad():
-                head = result.head.eval()
-                features = ctx.encode(result.backbone)
-                partitions.append(torch.cat([head(part.float()).argmax(1) for part in features.split(4096)]).cpu().numpy())
+            partitions.append(_partition(result.head, ctx.encode(result.backbone)))
             results.append(result)
         return results[self._keep_restart("pretrain", scores, partitions, train)]
 
@@ -541,6 +534,19 @@ def _classifier(backbone: nn.Module, head: nn.Module, device: torch.device, chun
         return torch.cat(outs) if outs else torch.empty(0, device=device)
 
     return classify
+
+
+def _restart_context(ctx: RunContext, r: int) -> RunContext:
+    """Restart r's context: its own seed and resume points (restart 0 keeps the run's seed)."""
+    return dataclasses.replace(ctx, seed=ctx.seed + 1_000 * r, _last_save={},
+                               checkpoint_dir=None if ctx.checkpoint_dir is None else ctx.checkpoint_dir / f"restart_{r}")
+
+
+@torch.no_grad()
+def _partition(head: nn.Module, features: torch.Tensor) -> np.ndarray:
+    """The head's cluster ids for `features` (eval mode; the head is left in eval mode)."""
+    head.eval()
+    return torch.cat([head(part.float()).argmax(1) for part in features.split(4096)]).cpu().numpy()
 
 
 def _all_identical(images: torch.Tensor, chunk: int = 4096) -> bool:
