@@ -32,3 +32,19 @@ def test_suite_runs_a_method_and_the_classics_and_appends_the_table(tmp_path: Pa
     # a method without any recipe is a reported failure, not a crash or a silent gap
     assert any("nosuch" in line and "1 failed" in line for line in rows)
     assert "Failed runs:" in text and "nosuch" in text.split("Failed runs:")[1]
+    assert "Whole suite:" in text and "min wall time" in text
+
+
+def test_pairs_left_out_by_default_are_rows_that_say_why(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmark results\n")
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "suite.py"), "--methods", "gcc", "cdc", "--datasets",
+           "digits_color", "--quick", "--results", str(results)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=1800,
+                          env=toolkit_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", COLUMNS="250"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {line.split("|")[2].strip(): line for line in results.read_text().splitlines()
+            if line.startswith("| digits_color")}
+    assert "not run: conditional DDPM on 32x32 RGB" in rows["gcc"] and "not run:" in rows["cdc"]
+    assert "not run" not in rows["k-means (pixels)"]
+    assert "digits_color: gcc" not in proc.stdout and "digits_color: cdc" not in proc.stdout  # nothing started
