@@ -21,10 +21,10 @@ from rich.table import Table
 
 from toolkit.errors import TrainingError, UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode="markdown",
                   help="Deep image clustering experiments: recipes, plugins, MLflow tracking.")
-plugins_app = typer.Typer(no_args_is_help=True, help="Inspect installed plugins.")
-recipes_app = typer.Typer(no_args_is_help=True, help="Check recipes without running them.")
+plugins_app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown", help="Inspect installed plugins.")
+recipes_app = typer.Typer(no_args_is_help=True, rich_markup_mode="markdown", help="Check recipes without running them.")
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(recipes_app, name="recipes")
 
