@@ -64,8 +64,12 @@ def test_seeds_run_groups_children_under_a_parent_and_resumes(tmp_path: Path, ml
     client = MlflowClient(mlflow_store)
     parent = client.get_run(data["parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["seeds"] == "0,1"
-    assert parent.data.metrics["acc_mean"] == pytest.approx(acc["mean"])
+    # the parent carries its children's metric names (acc = the mean) so it sits in their columns and charts
+    assert parent.data.metrics["acc"] == pytest.approx(acc["mean"]) and "acc_mean" not in parent.data.metrics
     assert parent.data.metrics["acc_std"] == pytest.approx(acc["std"])
+    assert min(m.timestamp for m in client.get_metric_history(parent.info.run_id, "acc")) > 1_600_000_000_000
+    assert parent.data.params["seeds"] == "0,1" and parent.data.params["pretrain.method"] == "drc"
+    assert "experiment.seed" not in parent.data.params
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(c.data.params["experiment.seed"] for c in children) == ["0", "1"]

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -371,19 +370,10 @@ def recipes_validate(files: list[Path] = typer.Argument(..., help="Recipe files.
 @app.command()
 def ui(port: int = typer.Option(5000, help="Port on 127.0.0.1."),
        host: str = typer.Option("127.0.0.1", help="Interface to bind.")) -> None:
-    """Serve the MLflow UI for the tracking store runs are logged to."""
-    from toolkit.track.store import tracking_uri
+    """Serve the MLflow UI for the tracking store runs are logged to, opened on the runs (model training view)."""
+    from toolkit.track.ui import serve
 
-    uri, artifacts = tracking_uri()
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port),
-           "--workers", "1"]
-    if artifacts:
-        cmd += ["--default-artifact-root", artifacts]
-    err.print(f"MLflow UI for {uri} at http://{host}:{port} (Ctrl-C stops it)")
-    try:
-        raise typer.Exit(code=subprocess.call(cmd))
-    except KeyboardInterrupt:
-        raise typer.Exit(code=0)
+    _guard(lambda: serve(host, port, lambda line: err.print(escape(line), highlight=False, soft_wrap=True)))
 
 
 def main() -> None:

@@ -1,8 +1,10 @@
-"""Rich progress bars per stage, driven by lifecycle events."""
+"""What a run shows on the console, driven by lifecycle events: rich progress bars on a terminal, plain
+timestamped lines in a batch job's log, or only warnings (--no-progress)."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.markup import escape
@@ -31,9 +33,7 @@ class RichProgress(Observer):
 
     def on_run_start(self, *, run: Any) -> None:
         self._ensure()
-        plugins = ", ".join(f"{s}={p['name']}" for s, p in run.plugins.items())
-        self.console.print(f"[bold]{run.recipe.experiment.name}[/] on {run.device} | {run.n_train} images, "
-                           f"{run.num_clusters} clusters, protocol {run.recipe.experiment.protocol} | {plugins}")
+        self.console.print(f"[bold]{escape(run.recipe.experiment.name)}[/]{escape(header(run))}")
         if run.mlflow_run_id:
             self.console.print(f"MLflow run {run.mlflow_run_id}")
         for line in derived_lines(run.recipe):
@@ -90,11 +90,80 @@ class WarningPrinter(Observer):
         self.console.print(f"warning: {escape(message)}", soft_wrap=True, highlight=False)
 
 
+class PlainProgress(Observer):
+    """For a log file rather than a terminal (batch jobs, CI, a scheduler's log): rich draws nothing there
+    until the run ends, so print one timestamped line per stage start and end, and per epoch at most every
+    `every` seconds per stage (its first and last epochs always), with the key figures."""
+
+    def __init__(self, console: Console | None = None, every: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.console = console or Console(stderr=True)
+        self.every, self.clock = every, clock
+        self.totals: dict[str, int | None] = {}
+        self.started: dict[str, float] = {}
+        self.last_line: dict[str, float] = {}
+        self.last_epoch: dict[str, tuple[int, str]] = {}
+
+    def _say(self, text: str) -> None:
+        self.console.print(f"{time.strftime('%H:%M:%S')} {text}", soft_wrap=True, highlight=False, markup=False)
+
+    def on_run_start(self, *, run: Any) -> None:
+        self._say(f"{run.recipe.experiment.name}{header(run)}")
+        if run.mlflow_run_id:
+            self._say(f"MLflow run {run.mlflow_run_id}")
+        for line in derived_lines(run.recipe):
+            self._say(line)
+
+    def on_stage_start(self, *, stage: str, total: int | None) -> None:
+        if stage not in self.started:
+            self.started[stage] = self.last_line[stage] = self.clock()
+            self._say(f"{stage}: started" + (f", {total} epochs" if total else ""))
+        if total is not None:
+            self.totals[stage] = total
+
+    def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict[str, float], state: Any) -> None:
+        if stage not in self.started:
+            self.on_stage_start(stage=stage, total=None)
+        total = self.totals.get(stage)
+        info = "  ".join(f"{k}={metrics[k]:.4g}" for k in _SHOWN if isinstance(metrics.get(k), (int, float)))
+        of = f"/{total}" if total else ""
+        line = f"{stage}: epoch {epoch}{of}  {info}".rstrip()
+        self.last_epoch[stage] = (epoch, line)
+        now = self.clock()
+        if epoch <= 1 or (total is not None and epoch >= total) or now - self.last_line[stage] >= self.every:
+            self._say(f"{line}  ({now - self.started[stage]:.0f} s)")
+            self.last_line[stage] = now
+            self.last_epoch[stage] = (epoch, "")
+
+    def on_stage_end(self, *, stage: str) -> None:
+        if stage not in self.started:
+            return
+        elapsed = self.clock() - self.started[stage]
+        epoch, unsaid = self.last_epoch.get(stage, (0, ""))
+        if unsaid:  # the stage's last figures, when the throttle held them back
+            self._say(f"{unsaid}  ({elapsed:.0f} s)")
+        self._say(f"{stage}: done in {elapsed:.0f} s")
+
+    def on_warning(self, *, message: str) -> None:
+        self._say(f"warning: {message}")
+
+
+def header(run: Any) -> str:
+    """The rest of a run's first line: device, data, clusters, protocol and each slot's plugin."""
+    plugins = ", ".join(f"{s}={p['name']}" for s, p in run.plugins.items())
+    clusters = run.num_clusters or "auto"
+    return (f" on {run.device} | {run.n_train} images, {clusters} clusters, protocol "
+            f"{run.recipe.experiment.protocol} | {plugins}")
+
+
 def derived_lines(recipe: Any) -> list[str]:
     """One line per "auto" value the run derived from its data: key, value and the rule."""
     return [f"auto: {key} = {value}  ({why})" for key, (value, why) in sorted(getattr(recipe, "derived", {}).items())]
 
 
 def console_observers(console: Console, progress: bool) -> list[Observer]:
-    """What a command shows of a run on the console: progress bars (with warnings), or warnings alone."""
-    return [RichProgress(console) if progress else WarningPrinter(console)]
+    """What a command shows of a run on the console: progress bars on a terminal, plain lines in a log file
+    (both with warnings), or warnings alone (--no-progress)."""
+    if not progress:
+        return [WarningPrinter(console)]
+    return [RichProgress(console) if console.is_terminal else PlainProgress(console)]

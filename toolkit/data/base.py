@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,11 +60,15 @@ class ImageData(ImageShape):
         return int(self.labels.max()) + 1
 
     def fingerprint(self) -> str:
-        """Content hash of the images (not the labels), used to key cached backbones."""
-        h = hashlib.sha256()
-        h.update(str(tuple(self.images.shape)).encode())
-        h.update(self.images.contiguous().numpy().tobytes())
-        return h.hexdigest()[:16]
+        """Content hash of the images (not the labels): keys cached backbones, recorded with each run.
+        Computed once per object (it reads every byte); the images are not changed in place after loading."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is None or cached[0] is not self.images:
+            h = hashlib.sha256()
+            h.update(str(tuple(self.images.shape)).encode())
+            h.update(self.images.contiguous().numpy().tobytes())
+            cached = self.__dict__["_fingerprint"] = (self.images, h.hexdigest()[:16])
+        return cached[1]
 
     def subset(self, index: np.ndarray, name: str | None = None) -> "ImageData":
         idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
@@ -83,3 +88,10 @@ class DataSplits:
 
     train: ImageData
     test: ImageData | None = None
+
+
+def data_facts(n: int, n_eval: int, k: int, image_size: tuple[int, int], channels: int,
+               content_hash: str) -> dict[str, Any]:
+    """The loaded data as a run saw it, for its record (K 0 means "auto": estimated later and logged then)."""
+    return {"num_images": n, "num_eval_images": n_eval, "num_clusters": k if k else "auto",
+            "image_size": f"{image_size[0]}x{image_size[1]}", "channels": channels, "content_hash": content_hash}

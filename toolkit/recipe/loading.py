@@ -148,6 +148,8 @@ class Recipe:
     auto: list[str] = field(default_factory=list)
     #: After `resolve`: each derived key's value and the rule that gave it.
     derived: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    #: The `--set` overrides applied to the file (for the run's name and its `overrides` tag).
+    overrides: list[str] = field(default_factory=list)
 
     @property
     def experiment(self) -> ExperimentConfig:
@@ -174,6 +176,7 @@ class Recipe:
             return self
         tree = auto.substitute(self.resolved(), self.auto, facts)
         out = validate(tree, self.source)
+        out.overrides = list(self.overrides)
         out.derived = {key: (auto.RULES[key].value(facts), auto.RULES[key].why) for key in self.auto}
         return out
 
@@ -330,4 +333,6 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, check_tune
         tree = apply_overrides(tree, overrides or [])
     except RecipeError as exc:
         raise RecipeError(exc.detail, file=str(path)) from None
-    return validate(tree, str(path), check_tune)
+    recipe = validate(tree, str(path), check_tune)
+    recipe.overrides = list(overrides or [])
+    return recipe

@@ -38,17 +38,21 @@ def write_artifacts(output_dir: Path, recipe: "Recipe", state: "TrainState", pre
     probs = preds.final.cpu().numpy()
     pred = probs.argmax(1)
     np.save(folder.predictions, pred)
-    written.append(folder.predictions)
+    np.save(folder.confidences, probs.max(1).astype(np.float32))
+    written += [folder.predictions, folder.confidences]
+    two_heads = summary.get("clu_acc") is not None
+    name = recipe.experiment.name
     if labels is not None:
         correct = map_predictions(pred, labels, n_pred=probs.shape[1]) == labels
         written.append(reliability_diagram_png(probs.max(1), correct, folder.file("reliability.png"),
-                                               title=recipe.experiment.name))
+                                               title=f"{name}: final prediction"
+                                                     + (" (calibration head)" if two_heads else "")))
         written.append(confusion_matrix_png(pred, labels, folder.file("confusion.png"), title=recipe.experiment.name))
-        if summary.get("clu_acc") is not None:
+        if two_heads:
             clu = preds.probs.cpu().numpy()
             clu_correct = map_predictions(clu.argmax(1), labels, n_pred=clu.shape[1]) == labels
             written.append(reliability_diagram_png(clu.max(1), clu_correct, folder.file("reliability_clu.png"),
-                                                   title=f"{recipe.experiment.name} (clustering head)"))
+                                                   title=f"{name}: clustering head"))
     path = folder.summary
     path.write_text(json.dumps(summary, indent=2, default=_jsonable), encoding="utf-8")
     written.append(path)

@@ -26,7 +26,7 @@ from toolkit.files import load_safe
 from toolkit.run.checkpoints import CheckpointWriter, TrainState
 from toolkit.run.folder import RunFolder
 from toolkit.api.context import EpochState, PluginEvents, RunContext, Schedule, UnlabeledImages, Views
-from toolkit.data.base import DataSplits, ImageData
+from toolkit.data.base import DataSplits, ImageData, data_facts
 from toolkit.data.registry import load_data
 from toolkit.data.views import BatchView, channel_stats
 from toolkit.run.device import resolve_device
@@ -66,6 +66,10 @@ class RunInfo:
     resume_run_id: str | None = None
     mlflow_run_id: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    #: The loaded data as the run saw it (toolkit.track.params.data_facts), logged as `data.*` params.
+    data: dict[str, Any] = field(default_factory=dict)
+    #: Name and source of the data, for its MLflow dataset input.
+    data_source: dict[str, str] = field(default_factory=dict)
 
 
 def seed_everything(seed: int) -> None:
@@ -207,7 +211,9 @@ class Engine:
         if self.main:
             self.output_dir.mkdir(parents=True, exist_ok=True)
         info = RunInfo(self.recipe, self.output_dir, device, self._plugin_info(), k, len(train), len(evalset),
-                       evalset.labels is not None, resume_run_id)
+                       evalset.labels is not None, resume_run_id,
+                       data=data_facts(len(train), len(evalset), k, train.image_size, train.channels, train.fingerprint()),
+                       data_source={"name": train.name, "source": self.cfg.data.root or self.cfg.data.dataset})
         info.tags["data_device"] = str(data_device)
         if self.recipe.derived:
             info.tags["auto_keys"] = ",".join(sorted(self.recipe.derived))

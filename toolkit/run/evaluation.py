@@ -59,11 +59,10 @@ def predict(images: torch.Tensor, view: BatchView, backbone: nn.Module, head: nn
 
 def score(preds: Predictions, labels: np.ndarray | None, separate: bool) -> dict[str, float]:
     """Metrics of the final prediction. When a calibration plugin predicts on its own (CDC's second head),
-    also each head's under its own name: clu_* (clustering head) and cal_* (= the unprefixed ones), so
-    MLflow can chart the two heads side by side without knowing which one the method reports."""
+    the unprefixed metrics are that head's and the clustering head's are also logged as clu_* (no cal_* copy
+    of the unprefixed ones: identical series only crowd MLflow's charts)."""
     out = evaluate(preds.final.cpu().numpy(), labels)
     if separate:
         clu = evaluate(preds.probs.cpu().numpy(), labels)
-        out.update({f"cal_{k}": v for k, v in out.items()})
         out.update({f"clu_{k}": v for k, v in clu.items()})
     return out

@@ -29,22 +29,39 @@ def _save(fig: Figure, path: str | Path) -> Path:
 def reliability_diagram_png(
     confidence: np.ndarray, correct: np.ndarray, path: str | Path, n_bins: int = 15, title: str = ""
 ) -> Path:
-    """Bars of accuracy per confidence bin against the diagonal of perfect calibration; ECE in the title."""
+    """Accuracy per confidence bin against the diagonal of perfect calibration, the gap to each bin's mean
+    confidence hatched (red: over-confident, green: under-confident), and below it how many images each
+    bin holds: a striking bar of one image and a quiet bar of a thousand weigh very differently in the ECE."""
     bins = reliability_bins(confidence, correct, n_bins)
     edges, count = bins["bin_edges"], bins["bin_count"]
     filled = count > 0
-    fig = Figure(figsize=(4.5, 4.5))
-    ax = fig.add_subplot()
-    width = np.diff(edges)
-    ax.bar(edges[:-1][filled], bins["bin_acc"][filled], width=width[filled], align="edge",
-           edgecolor="black", color="tab:blue", label="accuracy")
-    ax.bar(edges[:-1][filled], (bins["bin_conf"] - bins["bin_acc"])[filled], bottom=bins["bin_acc"][filled],
-           width=width[filled], align="edge", color="tab:red", alpha=0.3, label="gap to confidence")
+    left, width = edges[:-1][filled], np.diff(edges)[filled]
+    acc, conf = bins["bin_acc"][filled], bins["bin_conf"][filled]
+    fig = Figure(figsize=(5, 6.4))
+    grid = fig.add_gridspec(2, 1, height_ratios=(3, 1.2), hspace=0.08)
+    ax = fig.add_subplot(grid[0])
+    ax.bar(left, acc, width=width, align="edge", edgecolor="black", color="tab:blue", label="accuracy of the bin")
+    over = conf > acc
+    for mask, colour, label in ((over, "tab:red", "over-confident by"), (~over, "tab:green", "under-confident by")):
+        if mask.any():
+            low, high = np.minimum(acc, conf)[mask], np.maximum(acc, conf)[mask]
+            ax.bar(left[mask], high - low, bottom=low, width=width[mask], align="edge", facecolor="none",
+                   edgecolor=colour, hatch="//", linewidth=0.8, label=label)
     ax.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
-    ax.legend(loc="upper left", fontsize="small")
-    head = f"{title} " if title else ""
-    ax.set_title(f"{head}(ECE = {ece(confidence, correct, n_bins):.4f})")
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
+    ax.tick_params(labelbottom=False)
+    head = f"{title}\n" if title else ""
+    ax.set_title(f"{head}ECE = {ece(confidence, correct, n_bins):.4f} over {len(confidence)} images", fontsize=10)
+    hist = fig.add_subplot(grid[1], sharex=ax)
+    hist.bar(left, count[filled], width=width, align="edge", color="tab:gray", edgecolor="black")
+    for x, w, c in zip(left, width, count[filled]):
+        hist.text(x + w / 2, c, str(int(c)), ha="center", va="bottom", fontsize=6)
+    hist.set(xlabel="confidence (bins of equal width)", ylabel="images")
+    if count.max() > 50 * max(count[filled].min(), 1):
+        hist.set_yscale("log")
+    hist.set_ylim(top=count.max() * (3 if hist.get_yscale() == "log" else 1.25))
+    fig.legend(*ax.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize="small", frameon=False,
+               bbox_to_anchor=(0.5, -0.06))
     return _save(fig, path)
 
 

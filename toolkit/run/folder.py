@@ -8,7 +8,7 @@ from pathlib import Path
 
 #: The files a finished run leaves at the top of its folder that trackers upload (plots only with labels).
 RESULT_FILES = ("recipe.toml", "summary.json", "reliability.png", "reliability_clu.png", "confusion.png",
-                "predictions.npy", "traceback.txt", "k_estimate.png")
+                "predictions.npy", "confidences.npy", "traceback.txt", "k_estimate.png")
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,11 @@ class RunFolder:
     @property
     def predictions(self) -> Path:
         return self.root / "predictions.npy"
+
+    @property
+    def confidences(self) -> Path:
+        """The final prediction's confidence per image (max probability), beside predictions.npy."""
+        return self.root / "confidences.npy"
 
     @property
     def traceback(self) -> Path:

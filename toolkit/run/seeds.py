@@ -3,7 +3,8 @@
 Stability across seeds is a result in itself (DRC's claim), so `toolkit run RECIPE --seeds 0,1,2` runs
 the recipe per seed (each its own MLflow run and folder DIR/seed-<s>/), then reports every numeric
 metric's mean and sample standard deviation (ddof=1) in a table, in DIR/seeds_summary.json and on the
-parent run (acc_mean, acc_std, ...). Works for any recipe: the seed is just `experiment.seed`.
+parent run, under the children's own metric names (acc = the mean, acc_std = the spread), so a parent sits in
+the same column and chart as its seeds. Works for any recipe: the seed is just `experiment.seed`.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class Parent(Protocol):
     run_id: str
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None: ...
+    def log_params(self, params: dict[str, str]) -> None: ...
     def log_artifact(self, path: str | Path) -> None: ...
     def finish(self, status: str = "FINISHED") -> None: ...
     def fail(self, error: BaseException) -> None: ...
@@ -91,6 +93,14 @@ class Parent(Protocol):
 
 #: Makes (or, given the recorded run id, reopens) the parent: (experiment, run name, tags, run id or None).
 OpenParent = Callable[[str, str, dict[str, str], "str | None"], Parent]
+
+
+def parent_params(recipe: Any, seeds: list[int]) -> dict[str, str]:
+    """The recipe keys the seeds share (their own seed aside) and the list of seeds."""
+    from toolkit.recipe.used_keys import used_params
+
+    shared = {k: v for k, v in used_params(recipe.flat_params()).items() if k != "experiment.seed"}
+    return {**shared, "seeds": ",".join(map(str, seeds))}
 
 
 def run_seeds(recipe_path: Path, overrides: list[str], seeds: list[int], output_dir: Path, *, device: str | None,
@@ -117,6 +127,7 @@ def run_seeds(recipe_path: Path, overrides: list[str], seeds: list[int], output_
             "dataset": first.config.data.dataset, "protocol": first.experiment.protocol}
     with deferred(hold=True):  # SIGTERM / Ctrl-C: recorded by the first seed's run, and so on the parent
         parent = open_parent(first.experiment.name, f"{first.experiment.name}-seeds-{tags['seeds']}", tags, parent_id)
+        parent.log_params(parent_params(first, seeds))
         output_dir.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps({"parent_run_id": parent.run_id, "seeds": seeds}, indent=2))
     summaries: dict[int, dict[str, Any]] = {}
@@ -136,7 +147,7 @@ def run_seeds(recipe_path: Path, overrides: list[str], seeds: list[int], output_
     with deferred(hold=True):  # every seed ran: a signal now lets the parent be finished, not cut off
         result = SeedsResult(first.source, seeds, summaries, aggregate(summaries), parent.run_id, output_dir)
         root.seeds_summary.write_text(json.dumps(result.to_json(), indent=2))
-        means = {f"{name}_mean": agg["mean"] for name, agg in result.metrics.items()}
+        means = {name: agg["mean"] for name, agg in result.metrics.items()}
         spreads = {f"{name}_std": agg["std"] for name, agg in result.metrics.items() if agg["std"] is not None}
         parent.log_metrics({**means, **spreads})
         parent.log_artifact(root.seeds_summary)

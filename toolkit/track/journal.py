@@ -24,7 +24,7 @@ from typing import Any
 from toolkit.run.events import Observer
 from toolkit.run.folder import RunFolder
 from toolkit.track.records import (create_run, error_status, fail_run, finish_run, finite, log_epoch, log_tags,
-                                   plugin_tags, run_name, start_tags)
+                                   params_of, plugin_tags, run_dataset, run_name, start_tags, trial_run_name)
 from toolkit.track.steps import LoggedSteps
 from toolkit.track.store import experiment_id
 
@@ -50,7 +50,7 @@ class JournalTracker(Observer):
         self._run_tags = run.tags  # filled during the run, logged at its end
         self._output_dir = str(Path(run.output_dir).resolve())  # where a failure leaves its traceback.txt
         self._write({"event": "start", "name": run_name(run), "tags": start_tags(run),
-                     "params": run.recipe.flat_params(), "plugin_tags": plugin_tags(run)})
+                     "params": params_of(run), "dataset": run_dataset(run), "plugin_tags": plugin_tags(run)})
 
     def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict[str, float], state: Any) -> None:
         self._write({"event": "epoch", "stage": stage, "epoch": epoch, "metrics": finite(metrics),
@@ -137,10 +137,10 @@ class ChildRuns:
                 if self._exp_id is None:
                     self._exp_id = experiment_id(self.client, self.experiment, self.artifact_root, self.uri)
                 tags = {**event["tags"], "mlflow.parentRunId": self.parent_run_id, "tune.trial_id": trial_id}
-                run_id = create_run(self.client, self._exp_id, event["name"], tags, event["params"])
+                run_id = create_run(self.client, self._exp_id, trial_run_name(trial_id, event["name"]), tags,
+                                    event["params"], event.get("dataset"))
                 state["run_id"] = run_id
                 self._save(trial_id, state)  # before anything else: a crash here must not open a second run
-                log_tags(self.client, run_id, {"mlflow.runName": f"trial-{trial_id}"})
             else:  # the trial was retried or the search resumed: same run, continued
                 self.client.update_run(run_id, status="RUNNING")
             log_tags(self.client, run_id, event["plugin_tags"])

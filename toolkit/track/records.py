@@ -3,24 +3,61 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from pathlib import Path
 from typing import Any
 
 from toolkit.run.folder import RESULT_FILES, RunFolder
+from toolkit.track.provenance import provenance_tags
 from toolkit.track.steps import LoggedSteps
 
 _PARAM_CHUNK, _TAG_CHUNK, _METRIC_CHUNK = 100, 100, 1000
+#: Longest override summary in a run name; longer ones are cut and end in a hash of all of them.
+_NAME_SUMMARY = 60
+
+
+def override_summary(overrides: list[str]) -> str:
+    """'train.lr=0.001', 'selection.threshold=0.9' -> 'lr=0.001,threshold=0.9' (the seed is named apart)."""
+    parts = []
+    for text in overrides:
+        key, _, value = text.partition("=")
+        if key.strip() == "experiment.seed":
+            continue
+        value = value.strip().strip("'\"")
+        if "/" in value:  # a path: its last part says enough
+            value = value.rstrip("/").rsplit("/", 1)[-1]
+        parts.append(f"{key.strip().rsplit('.', 1)[-1]}={value}")
+    text = ",".join(parts)
+    if len(text) > _NAME_SUMMARY:
+        digest = hashlib.sha1(",".join(overrides).encode()).hexdigest()[:6]
+        text = f"{text[:_NAME_SUMMARY - 8]}..~{digest}"
+    return text
 
 
 def run_name(run: Any) -> str:
-    return f"{run.recipe.experiment.name}-s{run.recipe.experiment.seed}"
+    """`<experiment>-s<seed>`, followed by the --set overrides in short, so two runs that differ are told apart."""
+    recipe = run.recipe
+    summary = override_summary(list(getattr(recipe, "overrides", [])))
+    base = f"{recipe.experiment.name}-s{recipe.experiment.seed}"
+    return f"{base} {summary}" if summary else base
+
+
+def trial_run_name(trial_id: str, name: str) -> str:
+    """A search trial's run: its id, then what it sampled (part of `name`, see run_name)."""
+    return f"trial-{trial_id} {name.split(' ', 1)[1]}" if " " in name else f"trial-{trial_id}"
 
 
 def start_tags(run: Any) -> dict[str, str]:
     recipe = run.recipe
-    return {"protocol": recipe.experiment.protocol, "oracle": str(recipe.experiment.oracle).lower(),
-            "dataset": recipe.config.data.dataset, "device": str(run.device), "recipe_file": recipe.source}
+    overrides = [o for o in getattr(recipe, "overrides", []) if not o.startswith("experiment.seed=")]
+    tags = {"protocol": recipe.experiment.protocol, "oracle": str(recipe.experiment.oracle).lower(),
+            "dataset": recipe.config.data.dataset, "device": str(run.device), "recipe_file": recipe.source,
+            "overrides": " ".join(overrides) if overrides else "none"}
+    if recipe.experiment.description:
+        tags["mlflow.note.content"] = recipe.experiment.description  # the run's Description in the UI
+    tags.update(provenance_tags(recipe.source))
+    return tags
 
 
 def plugin_tags(run: Any) -> dict[str, str]:
@@ -28,6 +65,23 @@ def plugin_tags(run: Any) -> dict[str, str]:
     tags.update({f"plugin.{slot}.distribution": f"{p['distribution']} {p['version']}" for slot, p in run.plugins.items()})
     tags["output_dir"] = str(Path(run.output_dir).resolve())
     return tags
+
+
+def run_dataset(run: Any) -> dict[str, Any]:
+    """What `log_dataset` records for `run`: the data's name and source, and its facts."""
+    return {**getattr(run, "data_source", {}), **getattr(run, "data", {})} if getattr(run, "data", None) else {}
+
+
+def params_of(run: Any) -> dict[str, str]:
+    """The run's MLflow params: the recipe keys it uses (a search's sampled keys always) and `data.<fact>` for
+    the facts of the data it loaded (toolkit.data.base.data_facts)."""
+    from toolkit.recipe.used_keys import used_params
+
+    recipe = run.recipe
+    searched = set(recipe.config.tune.space) if recipe.config.tune is not None else set()
+    params = used_params(recipe.flat_params(), searched)
+    params.update({f"data.{key}": str(value) for key, value in getattr(run, "data", {}).items()})
+    return params
 
 
 def finite(metrics: dict[str, Any]) -> dict[str, float]:
@@ -38,14 +92,30 @@ def error_status(error: BaseException) -> str:
     return "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
 
 
-def create_run(client: Any, exp_id: str, name: str, tags: dict[str, str], params: dict[str, str]) -> str:
+def create_run(client: Any, exp_id: str, name: str, tags: dict[str, str], params: dict[str, str],
+               dataset: dict[str, Any] | None = None) -> str:
     from mlflow.entities import Param
 
     run_id = client.create_run(exp_id, run_name=name, tags=tags).info.run_id
     items = [Param(k, str(v)[:6000]) for k, v in params.items()]
     for i in range(0, len(items), _PARAM_CHUNK):
         client.log_batch(run_id, params=items[i:i + _PARAM_CHUNK])
+    if dataset:
+        log_dataset(client, run_id, dataset)
     return run_id
+
+
+def log_dataset(client: Any, run_id: str, dataset: dict[str, Any]) -> None:
+    """The data as an MLflow dataset input (the UI's Datasets column): name, content hash as digest, source,
+    and the facts (N, K, size, channels) as its profile."""
+    import json
+
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    facts = {k: v for k, v in dataset.items() if k not in ("name", "source", "content_hash")}
+    entry = Dataset(name=str(dataset["name"]), digest=str(dataset["content_hash"])[:36], source_type="local",
+                    source=json.dumps({"source": str(dataset.get("source", ""))}), profile=json.dumps(facts))
+    client.log_inputs(run_id, datasets=[DatasetInput(entry, tags=[InputTag("mlflow.data.context", "training")])])
 
 
 def log_tags(client: Any, run_id: str, tags: dict[str, str]) -> None:

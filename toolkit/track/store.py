@@ -69,14 +69,23 @@ def probe_server(uri: str, timeout: float = 5.0) -> None:
                         "this run inside its output folder")
 
 
-def experiment_id(client: Any, name: str, artifact_root: str | None, uri: str) -> str:
-    """The id of experiment `name`, created (with `artifact_root`) when missing; safe against a concurrent run
-    creating it meanwhile. Any store failure is a one-line UserError."""
+#: MLflow 3's UI opens an experiment in its GenAI view (traces) unless the experiment says it holds model
+#: training runs; this tag (read by the UI) says so.
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+
+
+def experiment_id(client: Any, name: str, artifact_root: str | None, uri: str, description: str | None = None) -> str:
+    """The id of experiment `name`, created (with `artifact_root`) when missing and marked as model training
+    (KIND_TAG), with `description` as its note; safe against a concurrent run creating it meanwhile. Any store
+    failure is a one-line UserError."""
     try:
         exp = client.get_experiment_by_name(name)
         if exp is not None:
+            if exp.tags.get(KIND_TAG) is None:  # made by an older toolkit or by hand
+                client.set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
             return exp.experiment_id
-        return client.create_experiment(name, artifact_location=artifact_root)
+        tags = {KIND_TAG: KIND, **({"mlflow.note.content": description} if description else {})}
+        return client.create_experiment(name, artifact_location=artifact_root, tags=tags)
     except Exception as exc:  # noqa: BLE001 - any store failure means we cannot track
         if "already exists" in str(exc):  # created by a concurrent run meanwhile
             return client.get_experiment_by_name(name).experiment_id

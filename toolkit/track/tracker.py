@@ -15,7 +15,7 @@ from toolkit.errors import UserError
 from toolkit.run.events import Observer
 from toolkit.run.folder import RunFolder
 from toolkit.track.records import (create_run, error_status, fail_run, finish_run, finite, log_epoch, log_tags,
-                                   plugin_tags, run_name, start_tags)
+                                   params_of, plugin_tags, run_dataset, run_name, start_tags)
 from toolkit.track.steps import LoggedSteps
 from toolkit.track.store import experiment_id, open_client, tracking_uri
 
@@ -32,6 +32,7 @@ class MlflowTracker(Observer):
         self.client: Any = None  # connected at run start, after the recipe and data were accepted
         self.run_id: str | None = None
         self.logged: LoggedSteps | None = None
+        self.system: Any = None  # MLflow's system metrics sampler, while the run runs
 
     def _connect(self, output_dir: Path, resuming: bool) -> None:
         from toolkit.track.fallback import resolve_store
@@ -48,15 +49,17 @@ class MlflowTracker(Observer):
         self.folder = RunFolder(run.output_dir)
         self._connect(self.folder.root, bool(run.resume_run_id))
         recipe = run.recipe
-        exp_id = experiment_id(self.client, self.experiment_name or recipe.experiment.name, self.artifact_root, self.uri)
+        exp_id = experiment_id(self.client, self.experiment_name or recipe.experiment.name, self.artifact_root, self.uri,
+                               recipe.experiment.description)
         if run.resume_run_id:
             self._reopen(run.resume_run_id)
         else:
             tags = start_tags(run)
             if self.parent_run_id:
                 tags["mlflow.parentRunId"] = self.parent_run_id
-            self.run_id = create_run(self.client, exp_id, run_name(run), tags, recipe.flat_params())
+            self.run_id = create_run(self.client, exp_id, run_name(run), tags, params_of(run), run_dataset(run))
         log_tags(self.client, self.run_id, plugin_tags(run))
+        self.system = start_system_metrics(self.run_id, self.uri, resuming=bool(run.resume_run_id))
         self.logged = LoggedSteps(self.folder.logged_steps, fresh=not run.resume_run_id)
         self._run_tags = run.tags  # the engine adds tags during the run; they are logged at its end
         return {"mlflow_run_id": self.run_id}
@@ -83,12 +86,42 @@ class MlflowTracker(Observer):
             return
         self.client.log_artifact(self.run_id, str(path), artifact_path=artifact_path or None)
 
+    def _stop_system_metrics(self) -> None:
+        if self.system is not None:
+            self.system.finish()
+            self.system = None
+
     def on_run_end(self, *, summary: dict[str, Any], output_dir: Any) -> None:
+        self._stop_system_metrics()
         if self.run_id is None:
             return
         finish_run(self.client, self.run_id, getattr(self, "_run_tags", {}), Path(output_dir))
 
     def on_exception(self, *, error: BaseException) -> None:
+        self._stop_system_metrics()
         if self.run_id is None:
             return
         fail_run(self.client, self.run_id, error_status(error), f"{type(error).__name__}: {error}", self.folder.root)
+
+
+#: Seconds between samples of CPU, memory, disk, network (and GPU) use; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL
+#: overrides it.
+SYSTEM_METRICS_INTERVAL = 10
+
+
+def start_system_metrics(run_id: str, uri: str, resuming: bool) -> Any:
+    """MLflow's system metrics (`system/cpu_utilization_percentage`, ...) sampled into the run by a background
+    thread; None where psutil is missing or TOOLKIT_SYSTEM_METRICS=0."""
+    import os
+
+    if os.environ.get("TOOLKIT_SYSTEM_METRICS", "1") == "0":
+        return None
+    try:
+        import psutil  # noqa: F401 - the sampler's dependency
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+    except ImportError:
+        return None
+    monitor = SystemMetricsMonitor(run_id, sampling_interval=SYSTEM_METRICS_INTERVAL, resume_logging=resuming,
+                                   tracking_uri=uri)
+    monitor.start()
+    return monitor

@@ -30,8 +30,10 @@ class TuneReporter(Observer):
         if client is not None and self.run_id:
             from mlflow.entities import RunTag
 
+            from toolkit.track.records import run_name, trial_run_name
+
             client.log_batch(self.run_id, tags=[RunTag("tune.trial_id", self.trial_id),
-                                                RunTag("mlflow.runName", f"trial-{self.trial_id}")])
+                                                RunTag("mlflow.runName", trial_run_name(self.trial_id, run_name(run)))])
 
     def result(self, epoch: int, metrics: dict[str, float]) -> dict[str, Any]:
         out: dict[str, Any] = {k: float(v) for k, v in metrics.items()

@@ -64,7 +64,9 @@ def run_trial(config: dict[str, Any], settings: TrialSettings) -> None:
     os.environ.update(settings.env)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     torch.set_num_threads(max(1, int(settings.cpus)))
-    recipe = validate(apply_overrides(settings.tree, settings.overrides(config)), settings.source)
+    sampled = settings.overrides(config)
+    recipe = validate(apply_overrides(settings.tree, sampled), settings.source)
+    recipe.overrides = sampled  # the trial's run name and `overrides` tag say what it sampled
     trial_id = tune.get_context().get_trial_id()
     out = Path(settings.trials_dir) / trial_id
     tracker = trial_tracker(settings)
