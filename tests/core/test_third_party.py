@@ -44,7 +44,7 @@ def test_example_package_installed_and_used_end_to_end(tmp_path: Path, mlflow_st
     summary = json.loads((out / "summary.json").read_text())
     assert summary["plugins"]["selection"] == "topk"
     tags = MlflowClient(mlflow_store).get_run(summary["mlflow_run_id"]).data.tags
-    assert tags["plugin.selection.distribution"] == "toolkit-topk-selection 0.1.0"
+    assert tags["pkg.selection"] == "toolkit-topk-selection 0.1.0"
     metrics = MlflowClient(mlflow_store).get_metric_history(summary["mlflow_run_id"], "selected_fraction")
     assert metrics and all(0.3 < m.value < 0.6 for m in metrics)  # about 40% of every batch
 

@@ -60,7 +60,7 @@ def test_run_on_digits_end_to_end(tmp_path: Path, mlflow_store: str) -> None:
     assert run.info.status == "FINISHED"
     assert run.data.params["train.epochs"] == "3" and run.data.params["pretrain.method"] == "simclr"
     assert run.data.tags["plugin.selection"] == "threshold"
-    assert run.data.tags["plugin.selection.distribution"].startswith("deepclust-baseline ")
+    assert run.data.tags["pkg.selection"].startswith("deepclust-baseline ")
     assert run.data.tags["protocol"] == "transductive"
     acc_history = client.get_metric_history(run.info.run_id, "acc")
     assert sorted(m.step for m in acc_history) == [0, 1, 2, 3]

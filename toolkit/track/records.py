@@ -62,7 +62,8 @@ def start_tags(run: Any) -> dict[str, str]:
 
 def plugin_tags(run: Any) -> dict[str, str]:
     tags = {f"plugin.{slot}": p["name"] for slot, p in run.plugins.items()}
-    tags.update({f"plugin.{slot}.distribution": f"{p['distribution']} {p['version']}" for slot, p in run.plugins.items()})
+    # short keys: the UI cuts long tag names (plugin.head_init.distribution was unreadable)
+    tags.update({f"pkg.{slot}": f"{p['distribution']} {p['version']}" for slot, p in run.plugins.items()})
     tags["output_dir"] = str(Path(run.output_dir).resolve())
     return tags
 

@@ -1,8 +1,8 @@
 """`toolkit ui`: MLflow's UI for the tracking store, opened where a researcher wants it and run lean.
 
-MLflow 3 opens experiments in its GenAI view (an empty traces page) unless the URL or the browser's
-stored choice says `workflowType=machine_learning`; so the links printed here carry it, one per
-experiment with runs. Its job-execution workers (a Huey consumer pool for GenAI jobs) are switched off
+MLflow 3 opens an experiment (`#/experiments/<id>`) in its GenAI view (an empty traces overview, a pop-up)
+unless the URL or the browser's stored choice says `workflowType=machine_learning`; so the links printed
+here carry it, one per experiment with runs (checked in Chromium: tests/core/test_ui.py). Its job-execution workers (a Huey consumer pool for GenAI jobs) are switched off
 unless the user set MLFLOW_SERVER_ENABLE_JOB_EXECUTION: the runs view renders the same without them, with
 3 processes instead of 11 (measured with `ps` while serving a store of toolkit runs).
 """
@@ -25,7 +25,7 @@ def ui_links(client: Any, base: str) -> list[tuple[str, str]]:
     links = [("all experiments", f"{base}/#/experiments?{VIEW}")]
     for exp in client.search_experiments():
         if client.search_runs([exp.experiment_id], max_results=1):
-            links.append((exp.name, f"{base}/#/experiments/{exp.experiment_id}/runs?{VIEW}"))
+            links.append((exp.name, f"{base}/#/experiments/{exp.experiment_id}?{VIEW}"))
     return links
 
 
