@@ -96,6 +96,11 @@ class TrainConfig(_Strict):
     backbone_lr: float | None = Field(None, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = Field(False, description="optimizer = sgd: Nesterov momentum (SPICE's stage 3, FixMatch)")
+    schedule: Literal["constant", "cosine", "warmup_cosine"] = Field(
+        "constant", description="learning-rate schedule over the self-labeling steps (toolkit/run/lr_schedule.py)")
+    warmup_epochs: float = Field(0.0, ge=0, description="schedule = warmup_cosine: epochs of linear warm-up")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine schedules: the last step's rate / the base rate")
     freeze_backbone: bool = False
     grad_clip: float | None = Field(None, gt=0)
     # Speed settings for the whole run (pretraining included); each is a no-op where it would not pay off.

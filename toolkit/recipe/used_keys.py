@@ -44,7 +44,9 @@ def used_params(flat: dict[str, str], searched: set[str] | None = None) -> dict[
                 continue
             if section in AUGMENT_TABLES and defaults.get(name) == value:
                 continue
-            if (key == "data.test_fraction" and not split) or (key == "train.momentum" and not sgd):
+            if (key == "data.test_fraction" and not split) or (key in ("train.momentum", "train.nesterov") and not sgd):
+                continue
+            if key in ("train.warmup_epochs", "train.min_lr_ratio") and flat.get("train.schedule") == "constant":
                 continue
         out[key] = value
     return out

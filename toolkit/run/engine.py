@@ -14,7 +14,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from toolkit.run import contract
 from toolkit.run.contract import Call
 from toolkit.run.guard import plugin_call
 from toolkit.api.slots import SLOTS, CalibrationPlugin, GenerationPlugin, HeadInitPlugin, Plugin, PretrainPlugin, PretrainResult, SelectionPlugin
+from toolkit.run.lr_schedule import lr_factor, remember_base_rates
 from toolkit.run.self_label import Models, Probe, train_epoch
 from toolkit.nn.backbones import build_backbone
 from toolkit.nn.heads import ClusterHead
@@ -310,7 +311,7 @@ class Engine:
                 generation.on_epoch_start(ctx, epoch_state)
             try:
                 train_metrics = train_epoch(ctx, epoch, models, optimizer, selection, calibration, generation, probe,
-                                            tcfg.grad_clip)
+                                            tcfg.grad_clip, self._lr_factor(ctx))
             except (TrainingError, UserError):
                 raise
             except Exception as exc:
@@ -449,9 +450,22 @@ class Engine:
                 groups.append({"params": list(module.parameters()), "lr": plugin.module_lr(name, t.lr)})
         groups = [g for g in groups if g["params"]]
         if t.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-        cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
-        return cls(groups, lr=t.lr, weight_decay=t.weight_decay)
+            optimizer: torch.optim.Optimizer = torch.optim.SGD(groups, lr=t.lr, momentum=t.momentum,
+                                                               weight_decay=t.weight_decay, nesterov=t.nesterov)
+        else:
+            cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+            optimizer = cls(groups, lr=t.lr, weight_decay=t.weight_decay)
+        remember_base_rates(optimizer)
+        return optimizer
+
+    def _lr_factor(self, ctx: RunContext) -> Callable[[int, int], float] | None:
+        """(epoch, step) -> the factor of the base learning rates; None for a constant schedule."""
+        t = self.cfg.train
+        if t.schedule == "constant":
+            return None
+        per_epoch = ctx.schedule.steps_per_epoch
+        total, warmup = t.epochs * per_epoch, int(round(t.warmup_epochs * per_epoch))
+        return lambda epoch, step: lr_factor(t.schedule, (epoch - 1) * per_epoch + step, total, warmup, t.min_lr_ratio)
 
     def _share(self, models: Models, plugins: dict[str, Plugin]) -> None:
         """Data-parallel: train through DDP wrappers from rank 0's weights (set-up ran replicated on every

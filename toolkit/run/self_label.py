@@ -8,7 +8,7 @@ queued), so the host never waits for the step it just launched.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,7 @@ from toolkit.errors import TrainingError
 from toolkit.run import contract
 from toolkit.run.contract import Call
 from toolkit.run.guard import plugin_call
+from toolkit.run.lr_schedule import set_factor
 from toolkit.api.slots import CalibrationPlugin, GenerationPlugin, SelectionPlugin
 
 if TYPE_CHECKING:
@@ -87,8 +88,10 @@ def selection_loss(batch: Batch, sel: Selection) -> torch.Tensor:
 
 def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.optim.Optimizer,
                 selection: SelectionPlugin, calibration: CalibrationPlugin, generation: GenerationPlugin,
-                probe: Probe, grad_clip: float | None = None) -> dict[str, float]:
-    """One pass over the training set; returns mean losses, selected fractions, pseudo-label accuracy."""
+                probe: Probe, grad_clip: float | None = None,
+                lr_at: Callable[[int, int], float] | None = None) -> dict[str, float]:
+    """One pass over the training set; returns mean losses, selected fractions, pseudo-label accuracy, and
+    the learning rate. `lr_at(epoch, step)` scales the base rates before each step (a schedule)."""
     gen = ctx.generator(SELF_LABEL_SALT, epoch)
     models.backbone.train(not models.freeze_backbone)
     models.head.train()
@@ -161,6 +164,8 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
             par.sync_gradients()
         if grad_clip:
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        if lr_at is not None:
+            set_factor(optimizer, lr_at(epoch, step))
         optimizer.step()
         for n, v in losses.items():
             totals.add(n, v)
@@ -169,12 +174,14 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
         seen += len(batch)
     if pending is not None:
         _check_finite(epoch, *pending)
+    rate = {"lr": float(optimizer.param_groups[0]["lr"])} if lr_at is not None else {}  # the head's, last step
     if par is None:
-        return _summarise(totals, seen, per_cluster, selections_names=[s for s in totals.sums if s.startswith("selected_")])
+        return {**_summarise(totals, seen, per_cluster, selections_names=[s for s in totals.sums if s.startswith("selected_")]),
+                **rate}
     par.sync_buffers()
     seen = _sum_over_ranks(par, totals, seen, per_cluster, ctx.device)
     out = _summarise(totals, seen, per_cluster, selections_names=[s for s in totals.sums if s.startswith("selected_")])
-    return {**out, **par.epoch_checks(params, len(ctx.data))}
+    return {**out, **rate, **par.epoch_checks(params, len(ctx.data))}
 
 
 def _sum_over_ranks(par: "DataParallel", totals: EpochTotals, seen: int, per_cluster: torch.Tensor,
