@@ -94,6 +94,28 @@ def test_cutout_zeroes_one_square_region() -> None:
                           _normalise(x[:1, :, :1, :1]).view(-1).unique().sort().values)
 
 
+def test_random_cutout_follows_scans_distribution() -> None:
+    """cutout_random: sides uniform in 1..16 on 32x32 images, centred anywhere, clipped at the borders: each
+    hole is a rectangle no larger than 16x16, and the mean zeroed share matches the same draw done by hand
+    (SCAN's Cutout: about 6.9% of a CIFAR image)."""
+    n = 4000
+    x = torch.full((n, 1, 32, 32), 255, dtype=torch.uint8)
+    out = BatchView(AugmentConfig(cutout=0.5, cutout_random=True), [0.0], [1.0])(x, torch.Generator().manual_seed(0))
+    zero = out[:, 0] == 0
+    rows, cols = zero.any(2), zero.any(1)
+    heights, widths = rows.sum(1), cols.sum(1)
+    assert int(heights.max()) <= 16 and int(widths.max()) <= 16 and int(heights.min()) >= 1
+    assert torch.equal(zero.sum((1, 2)), heights * widths)  # one solid rectangle per image
+    assert len(set(heights.tolist())) > 10  # random sides, not one fixed size
+    rng = torch.Generator().manual_seed(1)  # the same distribution by direct simulation
+    side = torch.randint(1, 17, (n,), generator=rng)
+    cy, cx = torch.randint(0, 32, (n,), generator=rng), torch.randint(0, 32, (n,), generator=rng)
+    y0, x0 = cy - side // 2, cx - side // 2
+    area = ((y0 + side).clamp(max=32) - y0.clamp(min=0)) * ((x0 + side).clamp(max=32) - x0.clamp(min=0))
+    expected = float(area.float().mean()) / 1024
+    assert abs(float(zero.float().mean()) - expected) < 0.006 and 0.05 < expected < 0.09
+
+
 def test_grayscale_blur_and_jitter_change_images_as_expected() -> None:
     x = _images(n=8, h=32, w=32)
     gray = BatchView(AugmentConfig(grayscale=1.0), [0.0], [1.0])(x)

@@ -42,6 +42,10 @@ class AugmentConfig(BaseModel):
     blur_sigma: tuple[float, float] = (0.1, 2.0)
     noise: float = Field(default=0.0, ge=0.0)  # std of gaussian noise added after normalisation
     cutout: float = Field(default=0.0, ge=0.0, le=1.0)  # side of the zeroed square, fraction of min(H, W)
+    #: SCAN's and the CDC/SPICE code's Cutout: per image a side drawn uniformly from 1..round(cutout * min(H, W))
+    #: pixels, centred on a uniformly random pixel and clipped at the borders (false: that largest side on
+    #: every image, fully inside it).
+    cutout_random: bool = False
 
     @model_validator(mode="after")
     def _ranges(self) -> "AugmentConfig":
@@ -117,7 +121,7 @@ class BatchView:
             if cfg.noise > 0:
                 x = x + cfg.noise * rng.normal(tuple(x.shape))
             if cfg.cutout > 0:
-                x = _cutout(x, cfg.cutout, rng)
+                x = _random_cutout(x, cfg.cutout, rng) if cfg.cutout_random else _cutout(x, cfg.cutout, rng)
         return x.contiguous()
 
 
@@ -301,6 +305,23 @@ def _cutout(x: torch.Tensor, fraction: float, rng: _Draw) -> torch.Tensor:
     pos = rng.uniform((n, 2))
     y0 = (pos[:, 0] * (h - side + 1)).floor().clamp(max=h - side).view(-1, 1, 1, 1)
     x0 = (pos[:, 1] * (w - side + 1)).floor().clamp(max=w - side).view(-1, 1, 1, 1)
+    rows = torch.arange(h, device=x.device).view(1, 1, -1, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, 1, -1)
+    inside = (rows >= y0) & (rows < y0 + side) & (cols >= x0) & (cols < x0 + side)
+    return x.masked_fill(inside, 0.0)
+
+
+def _random_cutout(x: torch.Tensor, fraction: float, rng: _Draw) -> torch.Tensor:
+    """Zero one square per sample, SCAN's way: side uniform in 1..round(fraction * min(H, W)), centred on a
+    uniformly random pixel, clipped at the borders (so holes near an edge are smaller)."""
+    n, _, h, w = x.shape
+    largest = max(1, round(fraction * min(h, w)))
+    draw = rng.uniform((n, 3))
+    side = (draw[:, 0] * largest).floor().clamp(max=largest - 1) + 1
+    cy = (draw[:, 1] * h).floor().clamp(max=h - 1)
+    cx = (draw[:, 2] * w).floor().clamp(max=w - 1)
+    y0, x0 = (cy - (side / 2).floor()).view(-1, 1, 1, 1), (cx - (side / 2).floor()).view(-1, 1, 1, 1)
+    side = side.view(-1, 1, 1, 1)
     rows = torch.arange(h, device=x.device).view(1, 1, -1, 1)
     cols = torch.arange(w, device=x.device).view(1, 1, 1, -1)
     inside = (rows >= y0) & (rows < y0 + side) & (cols >= x0) & (cols < x0 + side)
