@@ -101,6 +101,8 @@ class TrainConfig(_Strict):
         "constant", description="learning-rate schedule over the self-labeling steps (toolkit/run/lr_schedule.py)")
     warmup_epochs: float = Field(0.0, ge=0, description="schedule = warmup_cosine: epochs of linear warm-up")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine schedules: the last step's rate / the base rate")
+    ema_decay: float = Field(0.0, ge=0, lt=1, description="> 0: evaluate (and save) an exponential moving "
+                             "average of backbone and head, updated every step (FixMatch, SPICE's stage 3: 0.999)")
     freeze_backbone: bool = False
     grad_clip: float | None = Field(None, gt=0)
     # Speed settings for the whole run (pretraining included); each is a no-op where it would not pay off.

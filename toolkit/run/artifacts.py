@@ -30,7 +30,8 @@ def write_artifacts(output_dir: Path, recipe: "Recipe", state: "TrainState", pre
     folder = RunFolder(output_dir)
     written = [folder.recipe]
     written[0].write_text(recipe.to_toml(), encoding="utf-8")
-    written.append(save_atomic({"backbone": state.models.backbone.state_dict(), "head": state.models.head.state_dict(),
+    models = state.models  # with [train] ema_decay the averaged weights: those the metrics were measured with
+    written.append(save_atomic({"backbone": models.eval_backbone.state_dict(), "head": models.eval_head.state_dict(),
                                 "plugin_modules": plugin_modules(state.plugins),
                                 "plugin_state": {s: p.state_dict() for s, p in state.plugins.items()},
                                 "num_clusters": int(preds.final.shape[1]), "epoch": state.epoch, "meta": meta},

@@ -43,6 +43,7 @@ class TrainState:
             "mlflow_run_id": self.run_id,
             "label_metrics": dict(self.label_metrics),
             "num_clusters": self.num_clusters,
+            **({"ema": self.models.ema.state_dict()} if self.models.ema is not None else {}),
         }
 
 

@@ -273,6 +273,8 @@ class Engine:
         with plugin_call("setup", generation, method="setup"):
             generation.setup(ctx, head, feature_dim)
         models = Models(backbone, head, tcfg.freeze_backbone)
+        if tcfg.ema_decay > 0:
+            models.start_ema(tcfg.ema_decay)
         optimizer = self._optimizer(models, plugins)
         state = TrainState(0, models, optimizer, plugins, [], info.mlflow_run_id,
                            self.label_probe.latest if self.label_probe is not None else {}, ctx.num_clusters)
@@ -286,6 +288,7 @@ class Engine:
         eval_images = images if same_set else evalset.images.to(images.device)
 
         def snapshot(epoch: int) -> tuple[EpochState, Predictions, dict[str, float]]:
+            backbone, head = models.eval_backbone, models.eval_head  # the EMA with [train] ema_decay
             preds = predict(images, ctx.views.raw, backbone, head, calibration, ctx.device)
             eval_preds = preds if same_set else predict(eval_images, ctx.views.raw, backbone, head, calibration, ctx.device)
             metrics = score(eval_preds, evalset.labels, calibration.separate_prediction)
@@ -485,6 +488,8 @@ class Engine:
         try:
             state.models.backbone.load_state_dict(ckpt["backbone"])
             state.models.head.load_state_dict(ckpt["head"])
+            if state.models.ema is not None:
+                state.models.ema.load_state_dict(ckpt["ema"])
             for slot, plugin in state.plugins.items():
                 mods = plugin.modules()
                 for name, sd in ckpt["plugin_modules"].get(slot, {}).items():

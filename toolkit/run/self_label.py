@@ -24,6 +24,8 @@ from toolkit.run.lr_schedule import set_factor
 from toolkit.api.slots import CalibrationPlugin, GenerationPlugin, SelectionPlugin
 
 if TYPE_CHECKING:
+    from torch.optim.swa_utils import AveragedModel
+
     from toolkit.run.parallel import DataParallel
 
 SELF_LABEL_SALT = 3
@@ -39,6 +41,27 @@ class Models:
     parallel: "DataParallel | None" = None
     train_backbone: nn.Module | None = None
     train_head: nn.Module | None = None
+    #: [train] ema_decay > 0: an exponential moving average of backbone and head (torch's AveragedModel),
+    #: updated after every step; evaluation, the epoch state plugins see and the final checkpoint use it.
+    ema: "AveragedModel | None" = None
+
+    def start_ema(self, decay: float) -> None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        pair = nn.ModuleDict({"backbone": self.backbone, "head": self.head})
+        self.ema = AveragedModel(pair, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+    def update_ema(self) -> None:
+        if self.ema is not None:
+            self.ema.update_parameters(nn.ModuleDict({"backbone": self.backbone, "head": self.head}))
+
+    @property
+    def eval_backbone(self) -> nn.Module:
+        return self.ema.module["backbone"] if self.ema is not None else self.backbone
+
+    @property
+    def eval_head(self) -> nn.Module:
+        return self.ema.module["head"] if self.ema is not None else self.head
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         backbone = self.train_backbone if self.train_backbone is not None else self.backbone
@@ -167,6 +190,7 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
         if lr_at is not None:
             set_factor(optimizer, lr_at(epoch, step))
         optimizer.step()
+        models.update_ema()
         for n, v in losses.items():
             totals.add(n, v)
         totals.add("loss", total)
