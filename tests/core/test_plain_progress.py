@@ -34,6 +34,7 @@ def test_plain_lines_per_stage_and_throttled_epochs() -> None:
         clock.now += 1.0  # 100 epochs of 1 s: first, every 30 s, and the last
         progress.on_epoch_end(stage="pretrain", epoch=epoch, metrics={"loss": 5.0 - epoch / 100}, state=None)
     progress.on_stage_end(stage="pretrain")
+    progress.on_stage_end(stage="pretrain")  # the engine and the plugin's loop both end it: one line
     progress.on_warning(message="something odd")
     lines = buf.getvalue().splitlines()
     assert "baseline on cpu | 1797 images, 10 clusters" in lines[0] and "MLflow run abc" in lines[1]
@@ -41,6 +42,7 @@ def test_plain_lines_per_stage_and_throttled_epochs() -> None:
     assert [line.split("epoch ")[1].split("/")[0] for line in epochs] == ["1", "31", "61", "91", "100"]
     assert "loss=4" in epochs[-1] and "(100 s)" in epochs[-1]
     assert lines[-2].endswith("pretrain: done in 100 s") and lines[-1].endswith("warning: something odd")
+    assert sum("done in" in line for line in lines) == 1
 
 
 def test_held_back_last_epoch_is_printed_at_stage_end() -> None:

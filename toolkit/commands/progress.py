@@ -137,9 +137,9 @@ class PlainProgress(Observer):
 
     def on_stage_end(self, *, stage: str) -> None:
         if stage not in self.started:
-            return
-        elapsed = self.clock() - self.started[stage]
-        epoch, unsaid = self.last_epoch.get(stage, (0, ""))
+            return  # the engine and a plugin's own loop may both end a stage: say it once
+        elapsed = self.clock() - self.started.pop(stage)
+        epoch, unsaid = self.last_epoch.pop(stage, (0, ""))
         if unsaid:  # the stage's last figures, when the throttle held them back
             self._say(f"{unsaid}  ({elapsed:.0f} s)")
         self._say(f"{stage}: done in {elapsed:.0f} s")
