@@ -14,6 +14,8 @@ from toolkit.data.views import AugmentConfig
 
 #: `[data]` keys only the synthetic generator reads.
 SYNTHETIC_KEYS = ("num_samples", "num_classes", "synthetic_size", "synthetic_channels")
+#: `[data]` keys only some loaders read, and which.
+LOADER_KEYS = {"download": ("cifar10", "cifar20", "stl10"), "strict": ("image_folder",)}
 #: `[data]` keys only K estimation reads.
 K_ESTIMATION_KEYS = ("k_range", "k_criterion")
 #: Recipe tables holding an augmentation (AugmentConfig): keys at their default are switched-off ops.
@@ -41,6 +43,8 @@ def used_params(flat: dict[str, str], searched: set[str] | None = None) -> dict[
             if section == "data" and name in SYNTHETIC_KEYS and dataset != "synthetic":
                 continue
             if section == "data" and name in K_ESTIMATION_KEYS and not auto_k:
+                continue
+            if section == "data" and name in LOADER_KEYS and dataset not in LOADER_KEYS[name]:
                 continue
             if section in AUGMENT_TABLES and defaults.get(name) == value:
                 continue

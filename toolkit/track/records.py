@@ -31,7 +31,7 @@ def override_summary(overrides: list[str]) -> str:
     text = ",".join(parts)
     if len(text) > _NAME_SUMMARY:
         digest = hashlib.sha1(",".join(overrides).encode()).hexdigest()[:6]
-        text = f"{text[:_NAME_SUMMARY - 8]}..~{digest}"
+        text = f"{text[:_NAME_SUMMARY - 9]}..~{digest}"
     return text
 
 
