@@ -101,6 +101,9 @@ class TrainConfig(_Strict):
         "constant", description="learning-rate schedule over the self-labeling steps (toolkit/run/lr_schedule.py)")
     warmup_epochs: float = Field(0.0, ge=0, description="schedule = warmup_cosine: epochs of linear warm-up")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine schedules: the last step's rate / the base rate")
+    view_forward: Literal["joint", "separate"] = Field(
+        "joint", description="joint: weak and strong views in one forward (one BatchNorm batch, as FixMatch); "
+                             "separate: one forward per view (its own BatchNorm statistics, as the CDC and SCAN code)")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="> 0: evaluate (and save) an exponential moving "
                              "average of backbone and head, updated every step (FixMatch, SPICE's stage 3: 0.999)")
     freeze_backbone: bool = False

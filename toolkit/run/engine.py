@@ -272,6 +272,10 @@ class Engine:
             calibration.setup(ctx, head, feature_dim)
         with plugin_call("setup", generation, method="setup"):
             generation.setup(ctx, head, feature_dim)
+        if self.parallel is not None and tcfg.view_forward == "separate":
+            raise RecipeError('"separate" is not supported in data-parallel runs yet (two forwards through one '
+                              'DDP module per step); use "joint"', file=self.recipe.source, section="train",
+                              key="view_forward")
         models = Models(backbone, head, tcfg.freeze_backbone)
         if tcfg.ema_decay > 0:
             models.start_ema(tcfg.ema_decay)
@@ -314,7 +318,7 @@ class Engine:
                 generation.on_epoch_start(ctx, epoch_state)
             try:
                 train_metrics = train_epoch(ctx, epoch, models, optimizer, selection, calibration, generation, probe,
-                                            tcfg.grad_clip, self._lr_factor(ctx))
+                                            tcfg.grad_clip, self._lr_factor(ctx), tcfg.view_forward == "separate")
             except (TrainingError, UserError):
                 raise
             except Exception as exc:

@@ -112,9 +112,10 @@ def selection_loss(batch: Batch, sel: Selection) -> torch.Tensor:
 def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.optim.Optimizer,
                 selection: SelectionPlugin, calibration: CalibrationPlugin, generation: GenerationPlugin,
                 probe: Probe, grad_clip: float | None = None,
-                lr_at: Callable[[int, int], float] | None = None) -> dict[str, float]:
+                lr_at: Callable[[int, int], float] | None = None, separate: bool = False) -> dict[str, float]:
     """One pass over the training set; returns mean losses, selected fractions, pseudo-label accuracy, and
-    the learning rate. `lr_at(epoch, step)` scales the base rates before each step (a schedule)."""
+    the learning rate. `lr_at(epoch, step)` scales the base rates before each step (a schedule); `separate`
+    forwards the weak and the strong view one after the other instead of as one batch."""
     gen = ctx.generator(SELF_LABEL_SALT, epoch)
     models.backbone.train(not models.freeze_backbone)
     models.head.train()
@@ -135,7 +136,11 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
         weak = ctx.views.weak(uint8, view_gen)
         strong = ctx.views.strong(uint8, view_gen)
         with autocast(ctx.device):
-            feats, logits = models.forward(torch.cat([weak, strong]))
+            if separate:  # each view normalised by its own BatchNorm statistics
+                (f_w, l_w), (f_s, l_s) = models.forward(weak), models.forward(strong)
+                feats, logits = torch.cat([f_w, f_s]), torch.cat([l_w, l_s])
+            else:
+                feats, logits = models.forward(torch.cat([weak, strong]))
         if pending is not None:  # previous step's losses, checked once this step's forward is queued
             _check_finite(epoch, *pending)
             pending = None
