@@ -11,6 +11,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -243,3 +244,21 @@ def test_list_images_and_read_images(tmp_path: Path) -> None:
     np.testing.assert_array_equal(images[0, 0].numpy(), EXPECTED8)
     with pytest.raises(UserError, match=re.escape(str(tmp_path / "dogs" / "deep" / "cut.jpg"))):
         read_images([*readable, tmp_path / "dogs" / "deep" / "cut.jpg"], (8, 8), 1)
+
+
+def test_threads_decode_the_same_images_in_the_same_order(tmp_path: Path) -> None:
+    """[data] workers: many threads give the images, labels and skipped files of one thread, in file order."""
+    broken = _messy_folder(tmp_path)
+    rng = np.random.default_rng(0)
+    for i in range(40):  # enough files for every thread to decode several
+        pixels = rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)
+        _save(Image.fromarray(pixels), tmp_path / ("cats" if i % 2 else "dogs") / f"r{i:02d}.png")
+    loaded = {}
+    for workers in (1, 4):
+        with pytest.warns(UserWarning) as caught:
+            data = load_image_folder(DataConfig(dataset="image_folder", root=str(tmp_path), workers=workers)).train
+        loaded[workers] = (data, [str(w.message) for w in caught if issubclass(w.category, UserWarning)])
+    (one, warned_one), (four, warned_four) = loaded[1], loaded[4]
+    assert len(one) == 44 and torch.equal(one.images, four.images)
+    assert one.labels.tolist() == four.labels.tolist() and one.skipped == four.skipped
+    assert warned_one == warned_four and sorted(one.skipped) == sorted(str(p) for p in broken.values())

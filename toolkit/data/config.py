@@ -28,6 +28,8 @@ class DataConfig(BaseModel):
         description="image_folder: stop at the first unreadable image file (one-line error naming it) "
         "instead of skipping it with a warning",
     )
+    workers: int | None = Field(
+        default=None, ge=1, description="image_folder: threads decoding images (default: one per CPU core)")
     num_samples: int = Field(default=600, ge=10)
     num_classes: int = Field(default=4, ge=2)
     synthetic_size: int = Field(default=16, ge=4)

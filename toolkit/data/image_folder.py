@@ -11,9 +11,11 @@ ignored; a file Pillow cannot read is skipped with one warning naming it and lis
 
 from __future__ import annotations
 
+import os
 import struct
 import warnings
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,17 +198,38 @@ def _read(path: Path, size: Size, channels: int) -> np.ndarray:
     return _fit(pixels, size, channels)
 
 
-def _build(files: list[Path], size: Size, channels: int, unreadable: _Unreadable) -> tuple[torch.Tensor, list[int]]:
-    """uint8 [N, C, H, W] of the files that could be read, and their positions in `files`."""
+#: Files decoded per round of the thread pool: bounds the decoded images waiting to be copied.
+_CHUNK = 1024
+
+
+def _try_read(path: Path, size: Size, channels: int) -> np.ndarray | BaseException:
+    try:
+        return _read(path, size, channels)
+    except _DECODE_ERRORS as exc:
+        return exc
+
+
+def decode_workers(setting: int | None) -> int:
+    """`[data] workers`: threads decoding images (None: one per core). Pillow releases the GIL while it
+    decodes and resizes, so threads scale without copying images between processes."""
+    return max(1, setting if setting is not None else (os.cpu_count() or 1))
+
+
+def _build(files: list[Path], size: Size, channels: int, unreadable: _Unreadable,
+           workers: int = 1) -> tuple[torch.Tensor, list[int]]:
+    """uint8 [N, C, H, W] of the files that could be read, and their positions in `files`; decoded on
+    `workers` threads, unreadable files reported in file order (so `strict` stops at the first one)."""
     images = np.empty((len(files), channels, *size), dtype=np.uint8)
     kept: list[int] = []
-    for i, path in enumerate(files):
-        try:
-            images[len(kept)] = _read(path, size, channels)
-        except _DECODE_ERRORS as exc:
-            unreadable.report(path, exc)
-            continue
-        kept.append(i)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for start in range(0, len(files), _CHUNK):
+            chunk = files[start:start + _CHUNK]
+            for offset, result in enumerate(pool.map(lambda f: _try_read(f, size, channels), chunk)):
+                if isinstance(result, BaseException):
+                    unreadable.report(chunk[offset], result)
+                    continue
+                images[len(kept)] = result
+                kept.append(start + offset)
     return torch.from_numpy(images[: len(kept)]), kept
 
 
@@ -245,8 +268,8 @@ def _probe_part(folder: Path, files: list[Path], labels: np.ndarray | None, stri
     return part
 
 
-def _load_part(part: _Part, size: Size, channels: int, class_names: list[str] | None) -> ImageData:
-    images, kept = _build(part.files, size, channels, part.unreadable)
+def _load_part(part: _Part, size: Size, channels: int, class_names: list[str] | None, workers: int) -> ImageData:
+    images, kept = _build(part.files, size, channels, part.unreadable, workers)
     _require_readable(part, len(kept))
     labels = None if part.labels is None else part.labels[kept]
     return ImageData(images, labels, "image_folder", class_names, skipped=part.unreadable.skipped)
@@ -281,7 +304,8 @@ def load_image_folder(cfg: DataConfig, seed: int = 0) -> DataSplits:
     probes = [probe for part in parts for probe in part.probes]
     size = (cfg.image_size, cfg.image_size) if cfg.image_size else probes[0][0]
     channels = cfg.channels or (3 if any(colour for _, colour in probes) else 1)
-    loaded = [_load_part(part, size, channels, class_names) for part in parts]
+    workers = decode_workers(cfg.workers)
+    loaded = [_load_part(part, size, channels, class_names, workers) for part in parts]
     return DataSplits(loaded[0], loaded[1] if len(loaded) > 1 else None)
 
 
@@ -290,10 +314,10 @@ def list_images(folder: Path) -> list[Path]:
     return _images_under(Path(folder))
 
 
-def read_images(files: list[Path], size: tuple[int, int], channels: int) -> torch.Tensor:
+def read_images(files: list[Path], size: tuple[int, int], channels: int, workers: int | None = None) -> torch.Tensor:
     """uint8 [N, C, H, W] of `files`, resized to `size` and converted to `channels` as `to_uint8` describes.
 
     Every file must be readable (a UserError names the first that is not): `toolkit predict` writes one
     row per file, and silently dropping one would misalign its output.
     """
-    return _build(files, size, channels, _Unreadable(strict=True))[0]
+    return _build(files, size, channels, _Unreadable(strict=True), decode_workers(workers))[0]
