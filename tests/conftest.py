@@ -47,3 +47,34 @@ def toolkit_env(**extra: str) -> dict[str, str]:
     env.update(extra)
     env.setdefault("COLUMNS", "200")
     return env
+
+
+#: Two recipes cut to seconds: what `seeds_store` runs.
+SEEDS_STORE_RUNS = {
+    "drc_digits": ["pretrain.epochs=2", "model.hidden_dims=[32, 32]", "pretrain.aux_head=false"],
+    "baseline_digits": ["pretrain.epochs=2", "model.hidden_dims=[32]", "head_init.epochs=2", "train.epochs=2"],
+}
+
+
+@pytest.fixture(scope="session")
+def seeds_store(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A real SQLite MLflow store holding `toolkit run --seeds 0,1,2` of two tiny recipes (six runs under two
+    parents): {"uri", "accs": {recipe: [acc per seed]}, "parents": [run ids]}. Session-scoped (tests that use it
+    share one xdist group), since the runs take a minute."""
+    import json
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("seeds-store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    out: dict = {"uri": uri, "accs": {}, "parents": []}
+    for name, overrides in SEEDS_STORE_RUNS.items():
+        args = [sys.executable, "-m", "toolkit.commands.app", "run", str(RECIPES / f"{name}.toml"), "--seeds", "0,1,2",
+                "-o", str(root / name), "--no-progress", "--device", "cpu", *sum((["--set", o] for o in overrides), [])]
+        proc = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=1800,
+                              env=toolkit_env(MLFLOW_TRACKING_URI=uri, TOOLKIT_SYSTEM_METRICS="0"))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        summary = json.loads((root / name / "seeds_summary.json").read_text())
+        out["accs"][name] = [summary["per_seed"][str(s)]["acc"] for s in (0, 1, 2)]
+        out["parents"].append(summary["parent_run_id"])
+    return out

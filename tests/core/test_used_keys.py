@@ -45,6 +45,8 @@ def test_params_carry_the_loaded_data_facts() -> None:
 
 def test_names_tell_runs_apart() -> None:
     assert override_summary(["train.lr=0.001", "experiment.seed=3", "data.root=/a/b/folder/"]) == "lr=0.001,root=folder"
+    assert override_summary(["pretrain.epochs=2", "model.hidden_dims=[32]", "train.epochs=5"]) == \
+        "pretrain.epochs=2,hidden_dims=[32],train.epochs=5"  # a shared last part keeps its section
     long = override_summary([f"views.strong.degrees={d}" for d in range(30)])
     other = override_summary([f"views.strong.degrees={d}" for d in range(1, 31)])
     assert len(long) <= 60 and long != other  # cut, and a hash keeps them apart

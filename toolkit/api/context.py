@@ -175,6 +175,22 @@ class RunContext:
         module.train(was_training)
         return torch.cat(outs)
 
+    def encode_copies(self, module: nn.Module, view: str, copies: int, *salt: int,
+                      batch_size: int | None = None) -> torch.Tensor:
+        """[copies, N, D]: `copies` independently augmented encodings of every image (eval mode, no gradient),
+        the random draws seeded from `salt`. For a frozen module a stage can encode its view a few times once
+        and cycle through the copies by epoch instead of encoding every epoch (finite augmentation)."""
+        was_training = module.training
+        module.eval()
+        out = []
+        with torch.no_grad():
+            for copy in range(copies):
+                gen = self.generator(*salt, copy)
+                order = self.batches(torch.Generator().manual_seed(0), batch_size or 1024, shuffle=False)
+                out.append(torch.cat([module(self.view(view, index, gen)).float() for index in order]))
+        module.train(was_training)
+        return torch.stack(out)
+
     def resume_point(self, stage: str) -> dict | None:
         """What `save_point(stage, ...)` last saved in this output folder, when the run is being resumed
         (None otherwise). Read with weights_only=True; holds "epoch" plus the plugin's own entries."""

@@ -368,6 +368,28 @@ def recipes_validate(files: list[Path] = typer.Argument(..., help="Recipe files.
 
 
 @app.command()
+def report(
+    targets: list[str] = typer.Argument(None, help="Experiment names or ids, or run ids (a parent run stands for "
+                                        "its seeds); none: every experiment in the store."),
+    by: str = typer.Option("method,dataset", "--by", help="Group runs into rows by these keys: method (the run "
+                           "name less its seed), dataset, seed, or any tag or param name (e.g. plugin.calibration)."),
+    fmt: str = typer.Option("md", "--format", help="What to print: md, latex or csv."),
+    output: list[Path] = typer.Option([], "--output", "-o", help="Also write the table to this file; .md, .tex "
+                                      "or .csv picks the format (repeatable)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write ACC against ECE per row to this PNG."),
+    trials: bool = typer.Option(False, "--trials", help="Include the trials of `toolkit tune` searches."),
+) -> None:
+    """The paper-style results table from the MLflow store: one row per method and data set, mean ± std over
+    their runs (seeds) of ACC, NMI, ARI, ECE and wall time; best per column in bold; oracle runs apart."""
+    from toolkit.commands.report import make_report
+
+    _quiet_libraries()
+    _guard(lambda: make_report(list(targets or []), by, fmt, list(output), plot, trials,
+                               lambda text: out.print(text, markup=False, highlight=False, soft_wrap=True),
+                               lambda text: err.print(escape(text), highlight=False, soft_wrap=True)))
+
+
+@app.command()
 def ui(port: int = typer.Option(5000, help="Port on 127.0.0.1."),
        host: str = typer.Option("127.0.0.1", help="Interface to bind.")) -> None:
     """Serve the MLflow UI for the tracking store runs are logged to, opened on the runs (model training view)."""

@@ -103,6 +103,15 @@ def parent_params(recipe: Any, seeds: list[int]) -> dict[str, str]:
     return {**shared, "seeds": ",".join(map(str, seeds))}
 
 
+def parent_name(experiment: str, seeds: list[int], overrides: list[str]) -> str:
+    """`<experiment>-seeds-0,1,2`, then the overrides in short as the children's names carry them."""
+    from toolkit.recipe.names import override_summary
+
+    summary = override_summary(overrides)
+    base = f"{experiment}-seeds-{','.join(map(str, seeds))}"
+    return f"{base} {summary}" if summary else base
+
+
 def run_seeds(recipe_path: Path, overrides: list[str], seeds: list[int], output_dir: Path, *, device: str | None,
               resume: bool, observers: Callable[[str], list[Observer]], open_parent: OpenParent) -> SeedsResult:
     """Run the recipe once per seed; `observers(parent_run_id)` makes each seed's observers (incl. its tracker),
@@ -125,8 +134,11 @@ def run_seeds(recipe_path: Path, overrides: list[str], seeds: list[int], output_
         parent_id = json.loads(state_file.read_text()).get("parent_run_id")
     tags = {"multiseed": "true", "seeds": ",".join(map(str, seeds)), "recipe_file": first.source,
             "dataset": first.config.data.dataset, "protocol": first.experiment.protocol}
+    if first.experiment.description:
+        tags["mlflow.note.content"] = first.experiment.description
     with deferred(hold=True):  # SIGTERM / Ctrl-C: recorded by the first seed's run, and so on the parent
-        parent = open_parent(first.experiment.name, f"{first.experiment.name}-seeds-{tags['seeds']}", tags, parent_id)
+        parent = open_parent(first.experiment.name, parent_name(first.experiment.name, seeds, overrides), tags,
+                             parent_id)
         parent.log_params(parent_params(first, seeds))
         output_dir.mkdir(parents=True, exist_ok=True)
         state_file.write_text(json.dumps({"parent_run_id": parent.run_id, "seeds": seeds}, indent=2))

@@ -24,7 +24,8 @@ class ParentRun:
                 self.run_id = run_id
                 self.client.update_run(run_id, status="RUNNING")
                 return
-            exp_id = experiment_id(self.client, experiment, self.artifact_root, self.uri)
+            # the recipe's description (the run's note) also describes an experiment the parent creates
+            exp_id = experiment_id(self.client, experiment, self.artifact_root, self.uri, tags.get("mlflow.note.content"))
             self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
             if params:
                 self.log_params(params)

@@ -3,36 +3,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
 
+from toolkit.recipe.names import override_summary
 from toolkit.run.folder import RESULT_FILES, RunFolder
 from toolkit.track.provenance import provenance_tags
 from toolkit.track.steps import LoggedSteps
 
 _PARAM_CHUNK, _TAG_CHUNK, _METRIC_CHUNK = 100, 100, 1000
-#: Longest override summary in a run name; longer ones are cut and end in a hash of all of them.
-_NAME_SUMMARY = 60
-
-
-def override_summary(overrides: list[str]) -> str:
-    """'train.lr=0.001', 'selection.threshold=0.9' -> 'lr=0.001,threshold=0.9' (the seed is named apart)."""
-    parts = []
-    for text in overrides:
-        key, _, value = text.partition("=")
-        if key.strip() == "experiment.seed":
-            continue
-        value = value.strip().strip("'\"")
-        if "/" in value:  # a path: its last part says enough
-            value = value.rstrip("/").rsplit("/", 1)[-1]
-        parts.append(f"{key.strip().rsplit('.', 1)[-1]}={value}")
-    text = ",".join(parts)
-    if len(text) > _NAME_SUMMARY:
-        digest = hashlib.sha1(",".join(overrides).encode()).hexdigest()[:6]
-        text = f"{text[:_NAME_SUMMARY - 9]}..~{digest}"
-    return text
 
 
 def run_name(run: Any) -> str:

@@ -117,6 +117,8 @@ class Search:
         name = rec.experiment.name
         tags = {"toolkit.kind": "tune", "tune.metric": metric, "tune.mode": mode,
                 "tune.output_dir": str(self.output_dir), "recipe_file": rec.source}
+        if rec.experiment.description:
+            tags["mlflow.note.content"] = rec.experiment.description
         params = {f"tune.space.{k}": d.describe() for k, d in cfg.space.items()}
         params.update({f"tune.{k}": str(getattr(cfg, k)) for k in ("num_samples", "search_alg", "scheduler")})
         return ParentRun(name, f"tune-{name}", tags, params=params)

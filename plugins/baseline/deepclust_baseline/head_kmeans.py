@@ -16,6 +16,7 @@ from toolkit.ops.kmeans import kmeans
 from toolkit.ops.spectral import spectral_labels
 
 HEAD_INIT_SALT = 2
+CACHE_SALT = 7  # the cached views' draws, apart from the epochs' own
 STAGE = "head_init"
 
 
@@ -32,6 +33,10 @@ class Options(BaseModel):
         "kmeans", description="how the pseudo-labels are found: k-means, or spectral clustering of a kNN graph "
                               "of the features (follows density: better on long-tailed data)")
     neighbours: int = Field(10, ge=2, description="partition = spectral: neighbours per image in the graph")
+    cached_views: int = Field(
+        0, ge=0, description="> 0: encode the (frozen) backbone's view of every image this many times once and "
+                             "cycle through the copies by epoch, instead of encoding every batch of every epoch "
+                             "(finite augmentation; benchmarks/feature_cache.py measures speed and accuracy)")
 
 
 class KMeansPseudoLabelHeadInit(HeadInitPlugin[Options]):
@@ -53,6 +58,8 @@ class KMeansPseudoLabelHeadInit(HeadInitPlugin[Options]):
             labels.resize_(len(found)).copy_(torch.as_tensor(found))
             loop.checkpoint(0)  # k-means can take minutes on large data: always keep its labels
         targets = labels.to(ctx.device)
+        cached = (ctx.encode_copies(backbone, o.view, o.cached_views, HEAD_INIT_SALT, CACHE_SALT)
+                  if o.cached_views and o.view != "raw" else None)
         backbone.eval()
         for epoch in loop:
             total, steps = 0.0, 0
@@ -60,8 +67,12 @@ class KMeansPseudoLabelHeadInit(HeadInitPlugin[Options]):
                 if len(index) < 2:
                     continue
                 with torch.no_grad():
-                    feats = (features[index.to(features.device)] if o.view == "raw"
-                             else backbone(ctx.view(o.view, index, epoch.generator)))
+                    if o.view == "raw":
+                        feats = features[index.to(features.device)]
+                    elif cached is not None:
+                        feats = cached[(epoch.number - 1) % len(cached)][index.to(cached.device)]
+                    else:
+                        feats = backbone(ctx.view(o.view, index, epoch.generator))
                 loss = F.cross_entropy(head(feats.float()), targets[index.to(ctx.device)])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
