@@ -53,10 +53,13 @@ class ConditionalDDPM(nn.Module):
         x0 = self._pad(x0)
         t = torch.randint(0, self.timesteps, (len(x0),), generator=generator).to(x0.device)
         noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-        a = self.abar[t].view(-1, 1, 1, 1)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        pred = self.unet(xt, t, class_labels=labels).sample
+        pred = self.unet(self.q_sample(x0, t, noise), t, class_labels=labels).sample
         return F.mse_loss(pred.float(), noise)
+
+    def q_sample(self, x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """The forward (noising) process: x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, per row's step t."""
+        a = self.abar[t].view(-1, *([1] * (x0.dim() - 1)))
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
     def update_ema(self) -> None:
         self.ema.update_parameters(self.unet)

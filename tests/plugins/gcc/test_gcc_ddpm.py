@@ -22,13 +22,52 @@ def test_linear_schedule_values() -> None:
 
 
 def test_q_sample_moments() -> None:
+    """The DDPM's own noising: x_t has mean sqrt(abar_t) x0 and variance 1 - abar_t."""
     ddpm = ConditionalDDPM("tiny", 8, 1, 2, linear_betas(100))
-    t = 40
+    t = torch.full((20000,), 40)
     x0 = torch.full((20000, 1), 0.5)
-    a = ddpm.abar[t]
-    xt = a.sqrt() * x0 + (1 - a).sqrt() * torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    xt = ddpm.q_sample(x0, t, torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)))
+    a = ddpm.abar[40]
     assert xt.mean().item() == pytest.approx((a.sqrt() * 0.5).item(), abs=0.02)
     assert xt.var().item() == pytest.approx((1 - a).item(), abs=0.02)
+
+
+class PointMassUNet(torch.nn.Module):
+    """The exact noise predictor for data that is the point mass c_y for label y (images all c_y)."""
+
+    def __init__(self, abar: torch.Tensor, centres: torch.Tensor) -> None:
+        super().__init__()
+        self.abar, self.centres = abar.float(), centres
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor):  # noqa: ANN201
+        a = self.abar[t].view(-1, 1, 1, 1)
+        eps = (x - a.sqrt() * self.centres[class_labels].view(-1, 1, 1, 1)) / (1 - a).sqrt()
+        return type("Out", (), {"sample": eps})()
+
+
+def test_training_loss_uses_the_noising_and_the_labels() -> None:
+    """With the exact noise predictor of per-label point masses, L_simple is zero only when loss() noises with
+    q_sample's formula and conditions on each image's own label."""
+    centres = torch.tensor([-0.5, 0.3, 0.9])
+    ddpm = ConditionalDDPM("tiny", 8, 1, 3, linear_betas(100))
+    ddpm.unet = PointMassUNet(ddpm.abar, centres)
+    labels = torch.tensor([0, 1, 2, 1, 0, 2])
+    x0 = centres[labels].view(-1, 1, 1, 1).expand(-1, 1, 8, 8).clone()
+    assert ddpm.loss(x0, labels, torch.Generator().manual_seed(0)).item() < 1e-8
+    wrong = labels.roll(1)
+    assert ddpm.loss(x0, wrong, torch.Generator().manual_seed(0)).item() > 1e-3
+
+
+def test_generate_draws_each_image_from_its_label() -> None:
+    """generate() conditions every image on its own label: with the point-mass predictor as the EMA network,
+    image i is c_{labels[i]}, in the order asked, across chunks."""
+    centres = torch.tensor([-0.5, 0.3, 0.9])
+    ddpm = ConditionalDDPM("tiny", 8, 1, 3, linear_betas(100))
+    ddpm.ema.module = PointMassUNet(ddpm.abar, centres)
+    labels = torch.tensor([2, 0, 1, 1, 2, 0, 0])
+    for sampler, steps in (("ddpm", 100), ("ddim", 10)):
+        out = ddpm.generate(labels, sampler, steps, torch.Generator().manual_seed(0), batch_size=3)
+        assert torch.allclose(out, centres[labels].view(-1, 1, 1, 1).expand_as(out), atol=1e-3), sampler
 
 
 @pytest.mark.parametrize(("kind", "steps", "timesteps"), [("ddpm", 1000, 1000), ("ddpm", 50, 50), ("ddim", 20, 1000),
