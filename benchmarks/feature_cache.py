@@ -1,9 +1,10 @@
 """Head-init on a frozen backbone with cached views against encoding every epoch, side by side in one run.
 
-    python benchmarks/feature_cache.py [--seeds 0-2] [--copies 4] [--recipe recipes/baseline_digits.toml]
+    python benchmarks/feature_cache.py [--seeds 0-2] [--copies 4] [--recipes R.toml ...]
 
-For each seed the recipe runs twice with `[train] epochs = 0` (so the result is the head-init's), once with
-`kmeans_pseudo_label`'s `cached_views = 0` (the weak view encoded for every batch of every epoch) and once with
+For each recipe (default: baseline_digits with `kmeans_pseudo_label`, spice_digits with `spice_prototype`) and
+seed, the recipe runs twice with `[train] epochs = 0` (so the result is the head-init's): once with the
+head-init's `cached_views = 0` (views encoded for every batch of every epoch) and once with
 `cached_views = copies`; the SimCLR backbone comes from the cache after the first run. Prints the head_init
 stage's wall time of each, the speed-up, and ACC (mean ± std over seeds; labels for the score only).
 """
@@ -46,28 +47,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0-2")
     parser.add_argument("--copies", type=int, default=4)
-    parser.add_argument("--recipe", default=str(ROOT / "recipes" / "baseline_digits.toml"))
+    parser.add_argument("--recipes", nargs="+", default=[str(ROOT / "recipes" / "baseline_digits.toml"),
+                                                          str(ROOT / "recipes" / "spice_digits.toml")])
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="feature-cache-")
     os.environ.setdefault("TOOLKIT_CACHE_DIR", f"{tmp}/cache")
-    results: dict[int, dict[str, list[float]]] = {0: {"s": [], "acc": []}, args.copies: {"s": [], "acc": []}}
-    for seed in parse_seeds(args.seeds):
-        for copies in (0, args.copies):
-            recipe = load_recipe(args.recipe, [f"experiment.seed={seed}", "train.epochs=0",
-                                               f"head_init.cached_views={copies}"])
-            clock = StageClock()
-            observer = type("Clock", (Observer,), {"on_stage_start": clock.on_stage_start,
-                                                    "on_stage_end": clock.on_stage_end})()
-            summary = Engine(recipe, Path(tmp) / f"s{seed}-c{copies}", device="cpu", observers=[observer]).run()
-            results[copies]["s"].append(clock.seconds)
-            results[copies]["acc"].append(float(summary["acc"]))
-    print(f"{Path(args.recipe).name}, head-init only, seeds {args.seeds}, CPU {os.cpu_count()} cores")
-    for copies, r in results.items():
-        spread = f" ± {statistics.stdev(r['acc']):.3f}" if len(r["acc"]) > 1 else ""
-        name = "encode every epoch" if copies == 0 else f"cached_views = {copies}"
-        print(f"  {name:<20} head_init {statistics.fmean(r['s']):.2f} s   ACC {statistics.fmean(r['acc']):.3f}{spread}")
-    speed = statistics.fmean(results[0]["s"]) / statistics.fmean(results[args.copies]["s"])
-    print(f"  speed-up: {speed:.2f}x")
+    for path in args.recipes:
+        results: dict[int, dict[str, list[float]]] = {0: {"s": [], "acc": []}, args.copies: {"s": [], "acc": []}}
+        for seed in parse_seeds(args.seeds):
+            for copies in (0, args.copies):
+                recipe = load_recipe(path, [f"experiment.seed={seed}", "train.epochs=0",
+                                            f"head_init.cached_views={copies}"])
+                clock = StageClock()
+                observer = type("Clock", (Observer,), {"on_stage_start": clock.on_stage_start,
+                                                        "on_stage_end": clock.on_stage_end})()
+                out = Path(tmp) / f"{Path(path).stem}-s{seed}-c{copies}"
+                summary = Engine(recipe, out, device="cpu", observers=[observer]).run()
+                results[copies]["s"].append(clock.seconds)
+                results[copies]["acc"].append(float(summary["acc"]))
+        method = recipe.config.head_init.method
+        print(f"{Path(path).name} ({method}), head-init only, seeds {args.seeds}, CPU {os.cpu_count()} cores")
+        for copies, r in results.items():
+            spread = f" ± {statistics.stdev(r['acc']):.3f}" if len(r["acc"]) > 1 else ""
+            name = "encode every epoch" if copies == 0 else f"cached_views = {copies}"
+            print(f"  {name:<20} head_init {statistics.fmean(r['s']):.2f} s   "
+                  f"ACC {statistics.fmean(r['acc']):.3f}{spread}")
+        speed = statistics.fmean(results[0]["s"]) / statistics.fmean(results[args.copies]["s"])
+        print(f"  speed-up: {speed:.2f}x", flush=True)
     sys.stdout.flush()
 
 

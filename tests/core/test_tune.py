@@ -147,3 +147,20 @@ def test_resume_after_interrupted_search(tmp_path: Path, mlflow_store: str) -> N
     assert first.parent_run_id == second.parent_run_id
     assert client.get_run(second.parent_run_id).info.status == "FINISHED"
     assert (SearchFolder(out).best_recipe).is_file()
+
+
+def test_trials_share_one_pretraining_and_one_feature_cache(tmp_path: Path, mlflow_store: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two concurrent trials of a head-only search (the backbone's keys are not searched): the first pretrains
+    and encodes the head-init's view copies, the other waits and reads both from the caches (counted by the
+    cache files and each trial's tags)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(cache))  # shipped to the trials by the driver
+    space = ["tune.max_concurrent=2", 'tune.scheduler="fifo"', 'tune.search_alg="random"', "head_init.cached_views=2"]
+    result = Search(tmp_path / "search", progress=False).start(BASELINE, TINY + space, num_samples=2)
+    assert [r["status"] for r in result.rows] == ["finished", "finished"], result.rows
+    assert len(list((cache / "backbones").glob("*.pt"))) == 1
+    assert len(list((cache / "features").glob("*.pt"))) == 1
+    kids = children(MlflowClient(mlflow_store), result.parent_run_id)
+    assert sorted(k.data.tags["pretrain_cache"] for k in kids) == ["hit", "miss"]
+    assert sorted(k.data.tags["feature_cache"] for k in kids) == ["0 read, 1 encoded", "1 read, 0 encoded"]

@@ -11,7 +11,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Protocol
 
 import torch
 from torch import nn
@@ -42,6 +42,14 @@ class PluginEvents:
 
     def emit(self, event: str, **kwargs: object) -> None:
         self._bus.emit(event, **kwargs)
+
+
+class FeatureStore(Protocol):
+    """Where encoded features outlive a run (the engine gives a disk cache shared by runs and search trials)."""
+
+    def fetch(self, key: str, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """The tensor stored under `key`, made (once, also across processes) by `make` when missing."""
+        ...
 
 
 @dataclass
@@ -103,6 +111,10 @@ class RunContext:
     checkpoint_dir: Path | None = None
     #: Where plugins write files worth keeping with the run (figures, samples); None: nowhere.
     artifact_dir: Path | None = None
+    #: Encoded copies of frozen modules' views, shared across runs (see encode_copies); None: not kept.
+    feature_store: FeatureStore | None = None
+    #: Content hash of the training images (part of a feature-store key); "" keeps nothing.
+    data_fingerprint: str = ""
     _last_save: dict[str, float] = field(default_factory=dict, repr=False)
 
     def generator(self, *salt: int) -> torch.Generator:
@@ -179,17 +191,32 @@ class RunContext:
                       batch_size: int | None = None) -> torch.Tensor:
         """[copies, N, D]: `copies` independently augmented encodings of every image (eval mode, no gradient),
         the random draws seeded from `salt`. For a frozen module a stage can encode its view a few times once
-        and cycle through the copies by epoch instead of encoding every epoch (finite augmentation)."""
-        was_training = module.training
-        module.eval()
-        out = []
-        with torch.no_grad():
-            for copy in range(copies):
-                gen = self.generator(*salt, copy)
-                order = self.batches(torch.Generator().manual_seed(0), batch_size or 1024, shuffle=False)
-                out.append(torch.cat([module(self.view(view, index, gen)).float() for index in order]))
-        module.train(was_training)
-        return torch.stack(out)
+        and cycle through the copies by epoch instead of encoding every epoch (finite augmentation).
+
+        With a feature store the copies are kept under a key of everything they depend on (the module's weights,
+        the view's settings, the images, copies, salt, seed, batch size, device type), so a later run or search
+        trial with the same frozen backbone reads them instead of encoding again; any change is a new key."""
+        chunk = batch_size or 1024
+
+        def make() -> torch.Tensor:
+            was_training = module.training
+            module.eval()
+            out = []
+            with torch.no_grad():
+                for copy in range(copies):
+                    gen = self.generator(*salt, copy)
+                    order = self.batches(torch.Generator().manual_seed(0), chunk, shuffle=False)
+                    out.append(torch.cat([module(self.view(view, index, gen)).float() for index in order]))
+            module.train(was_training)
+            return torch.stack(out)
+
+        if self.feature_store is None or not self.data_fingerprint:
+            return make()
+        from toolkit.api.feature_key import copies_key
+
+        key = copies_key(module, self.views.get(view), view, self.data_fingerprint, copies, salt, self.seed, chunk,
+                         self.device.type)
+        return self.feature_store.fetch(key, lambda: make().cpu()).to(self.device)
 
     def resume_point(self, stage: str) -> dict | None:
         """What `save_point(stage, ...)` last saved in this output folder, when the run is being resumed

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import __version__
-from toolkit.files import load_safe, save_atomic
+from toolkit.files import file_lock, load_safe, save_atomic
 
 
 def cache_dir() -> Path:
@@ -38,6 +38,12 @@ def backbone_key(resolved_recipe: dict[str, Any], data_fingerprint: str, include
 
 def cache_path(key: str) -> Path:
     return cache_dir() / "backbones" / f"{key}.pt"
+
+
+def key_lock(key: str, on_wait: Any = None) -> Any:
+    """Held while a run looks up, makes and stores backbone `key`: concurrent runs or search trials of the same
+    backbone wait for the first one's pretraining and read its result instead of pretraining too."""
+    return file_lock(cache_dir() / "backbones" / f"{key}.lock", on_wait)
 
 
 def load_cached(key: str) -> dict[str, Any] | None:

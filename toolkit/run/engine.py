@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from toolkit.run import backbone_cache as cache
+from toolkit.run import feature_cache
 from toolkit.run.speed import Speed
 from toolkit.files import load_safe
 from toolkit.run.checkpoints import CheckpointWriter, TrainState
@@ -100,6 +101,8 @@ class Engine:
         self.speed: Speed | None = None  # [train] compile / channels_last, resolved in run()
         self.skipped_warnings: list[str] = []  # the data loader's warnings (unreadable files), told at run start
         self.skipped_files: list[str] = []
+        # encoded view copies shared with later runs and search trials (rank 0 keeps the cache, as for backbones)
+        self.feature_cache = feature_cache.FeatureCache() if feature_cache.enabled() and self.main else None
 
     # ----------------------------------------------------------------------------------- set-up
     def _load_data(self) -> DataSplits:
@@ -200,7 +203,8 @@ class Engine:
                          new_backbone, new_head, self.cfg.train.batch_size,
                          schedule=Schedule(tcfg.epochs, max(len(train) // tcfg.batch_size, 1)),
                          checkpoint_dir=self.folder.stage_points if self.main else None,
-                         artifact_dir=self.folder.artifacts if self.main else None)
+                         artifact_dir=self.folder.artifacts if self.main else None,
+                         feature_store=self.feature_cache, data_fingerprint=train.fingerprint())
         plugins: dict[str, Plugin] = {slot: self.recipe.build_plugin(slot) for slot in SLOTS}
         if k == 0 and getattr(plugins["pretrain"], "makes_head", False):
             raise RecipeError(f"\"auto\" needs a pretrain stage that does not train the clustering head; "
@@ -339,6 +343,17 @@ class Engine:
         assert isinstance(plugin, PretrainPlugin)
         backbone = ctx.build_backbone()
         key = cache.backbone_key(self.recipe.resolved(), train.fingerprint(), includes_head=plugin.makes_head)
+        if not (plugin.cacheable and self.main):
+            return self._pretrain_keyed(ctx, plugin, backbone, train, info, key)
+
+        def waiting() -> None:
+            self.events.emit("on_warning", message=f"pretrain: waiting for another run pretraining backbone {key}")
+
+        with cache.key_lock(key, waiting):  # one pretraining per key, the others read it from the cache
+            return self._pretrain_keyed(ctx, plugin, backbone, train, info, key)
+
+    def _pretrain_keyed(self, ctx: RunContext, plugin: PretrainPlugin, backbone: nn.Module, train: ImageData,
+                        info: RunInfo, key: str) -> tuple[nn.Module, nn.Module | None]:
         cached = cache.load_cached(key) if plugin.cacheable else None
         info.tags["pretrain_cache"] = "hit" if cached else ("miss" if plugin.cacheable else "off")
         info.tags["pretrain_cache_key"] = key
@@ -539,6 +554,8 @@ class Engine:
         if self.skipped_files:
             summary["skipped_images"] = len(self.skipped_files)
             summary["skipped_files"] = self.skipped_files
+        if self.feature_cache is not None and (self.feature_cache.hits or self.feature_cache.misses):
+            info.tags["feature_cache"] = f"{self.feature_cache.hits} read, {self.feature_cache.misses} encoded"
         summary["seconds"] = round(time.perf_counter() - start, 3)
         summary["mlflow_run_id"] = info.mlflow_run_id
         if self.main:

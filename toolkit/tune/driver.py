@@ -132,7 +132,7 @@ class Search:
         uri = state.mlflow_uri
         artifact_root = tracking_uri()[1] if uri == tracking_uri()[0] else None
         tree = state.base_recipe
-        env = {k: v for k, v in os.environ.items() if k in ("TOOLKIT_CACHE_DIR",)}
+        env = {k: v for k, v in os.environ.items() if k in ("TOOLKIT_CACHE_DIR", "TOOLKIT_FEATURE_CACHE")}
         return TrialSettings(tree, state.source, str(self.folder.trials), state.metric, uri,
                              artifact_root, tree["experiment"]["name"], state.parent_run_id, cfg.resources.cpus,
                              literal, env, cfg.resources.workers, cfg.resources.gpus, cfg.tracking,

@@ -15,6 +15,7 @@ from deepclust_spice.prototype import double_softmax_ce, entropy_penalty, head_s
 from toolkit.api import Checkpointed, HeadInitPlugin, RunContext
 
 HEAD_INIT_SALT = 2
+CACHE_SALT = 7  # the cached views' draws, apart from the epochs' own
 STAGE = "head_init"
 
 
@@ -33,6 +34,11 @@ class Options(BaseModel):
     weak_view: Literal["raw", "weak", "strong"] = Field("weak", description="view giving the E-step probabilities")
     strong_view: Literal["raw", "weak", "strong"] = Field("strong", description="view the heads are trained on")
     encode_batch_size: int = Field(512, ge=1, description="backbone chunk size (memory only)")
+    cached_views: int = Field(
+        0, ge=0, description="> 0: encode this many augmented copies of every image's weak and strong views once "
+                             "and cycle through them (weak by epoch, strong by epoch and repeat) instead of encoding "
+                             "every E-batch num_repeat + 1 times per epoch (finite augmentation; the backbone is "
+                             "frozen here)")
 
 
 def _encode(backbone: nn.Module, ctx: RunContext, view: str, index: torch.Tensor, gen: torch.Generator,
@@ -40,6 +46,20 @@ def _encode(backbone: nn.Module, ctx: RunContext, view: str, index: torch.Tensor
     """Features of one view of `index`, frozen backbone, in chunks."""
     with torch.no_grad():
         return torch.cat([backbone(ctx.view(view, part, gen)).float() for part in index.split(chunk)])
+
+
+class CachedViews:
+    """`copies` encodings of each view of every image, made once ([copies, N, D] per view); draw d of a view
+    reads copy d mod copies. The raw view has one copy (it has no randomness)."""
+
+    def __init__(self, ctx: RunContext, backbone: nn.Module, views: set[str], copies: int, chunk: int) -> None:
+        self.store = {view: ctx.encode_copies(backbone, view, 1 if view == "raw" else copies, HEAD_INIT_SALT,
+                                              CACHE_SALT, i, batch_size=chunk)
+                      for i, view in enumerate(sorted(views))}
+
+    def get(self, view: str, draw: int, index: torch.Tensor) -> torch.Tensor:
+        copies = self.store[view]
+        return copies[draw % len(copies)][index.to(copies.device)]
 
 
 class Best:
@@ -76,23 +96,28 @@ class SpicePrototypeHeadInit(HeadInitPlugin[Options]):
         if loop.resumed_from is not None and loop.resumed_from >= o.epochs and best.labels is not None:
             # finished before the kill: report its last labels again (the summary's latest)
             ctx.publish_labels(STAGE, loop.resumed_from, "prototype_label", *best.labels)
+        cache = (CachedViews(ctx, backbone, {o.weak_view, o.strong_view}, o.cached_views, o.encode_batch_size)
+                 if o.cached_views and o.epochs > 0 else None)
         for epoch in loop:
             gen = epoch.generator
             train_loss, steps, pairs = 0.0, 0, 0
+            draw = epoch.number - 1  # which cached copy this epoch reads (resumes land on the same one)
             for index in ctx.batches(gen, o.batch_size):
                 per_cluster = len(index) // k
                 if per_cluster < 1:
                     continue
                 rows = index.to(ctx.device)
-                weak = _encode(backbone, ctx, o.weak_view, index, gen, o.encode_batch_size)
+                weak = (cache.get(o.weak_view, draw, index) if cache is not None
+                        else _encode(backbone, ctx, o.weak_view, index, gen, o.encode_batch_size))
                 with torch.no_grad():
                     heads.eval()
                     chosen = [prototype_labels(embed[rows], h(weak).softmax(dim=1), per_cluster, o.center_ratio,
                                                o.overlap) for h in heads]
                     heads.train()
                 pairs += len(chosen[0][0])
-                for _ in range(o.num_repeat):
-                    strong = _encode(backbone, ctx, o.strong_view, index, gen, o.encode_batch_size)
+                for repeat in range(o.num_repeat):
+                    strong = (cache.get(o.strong_view, draw * o.num_repeat + repeat, index) if cache is not None
+                              else _encode(backbone, ctx, o.strong_view, index, gen, o.encode_batch_size))
                     orders = [torch.randperm(len(i), generator=gen).to(ctx.device) for i, _ in chosen]
                     for start in range(0, len(orders[0]), o.sub_batch_size):
                         parts = [order[start:start + o.sub_batch_size] for order in orders]

@@ -11,6 +11,7 @@ from toolkit.api.context import RunContext
 from toolkit.recipe.loading import load_recipe
 from toolkit.run.engine import Engine
 from toolkit.run.events import Observer
+from toolkit.track.tracker import MlflowTracker
 
 from conftest import RECIPES
 
@@ -35,7 +36,7 @@ class HeadInitViews(Observer):
             self.metrics = dict(metrics)
 
 
-def _run(tmp_path: Path, copies: int, monkeypatch: pytest.MonkeyPatch) -> HeadInitViews:
+def _run(tmp_path: Path, copies: int, monkeypatch: pytest.MonkeyPatch, name: str = "") -> HeadInitViews:
     seen = HeadInitViews()
     real = RunContext.view
 
@@ -46,12 +47,13 @@ def _run(tmp_path: Path, copies: int, monkeypatch: pytest.MonkeyPatch) -> HeadIn
 
     monkeypatch.setattr(RunContext, "view", counted)
     recipe = load_recipe(RECIPES / "baseline.toml", [*TINY, f"head_init.cached_views={copies}"])
-    Engine(recipe, tmp_path / f"c{copies}", device="cpu", observers=[seen]).run()
+    seen.summary = Engine(recipe, tmp_path / f"c{copies}{name}", device="cpu", observers=[seen, MlflowTracker()]).run()
     return seen
 
 
 def test_cached_views_encode_each_image_m_times(tmp_path: Path, mlflow_store: str,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path / "cache"))  # no copies from another test
     every_epoch = _run(tmp_path, 0, monkeypatch)
     cached = _run(tmp_path, 2, monkeypatch)
     n = 1797  # sklearn's digits; one raw pass of every image gives k-means its features
@@ -59,3 +61,12 @@ def test_cached_views_encode_each_image_m_times(tmp_path: Path, mlflow_store: st
     assert cached.images == n * (1 + 2)  # then two copies of every image, whatever the number of epochs
     # the head trained on cached copies finds the digits about as well (far above chance, 0.1)
     assert cached.metrics["acc"] > 0.5 and abs(cached.metrics["acc"] - every_epoch.metrics["acc"]) < 0.15
+    # a second run with the same frozen backbone reads the copies from the feature cache: no view encoded
+    again = _run(tmp_path, 2, monkeypatch, name="-again")
+    assert again.images == n  # only k-means' raw pass
+    assert again.metrics["acc"] == cached.metrics["acc"]
+    from mlflow.tracking import MlflowClient
+
+    tags = [MlflowClient(mlflow_store).get_run(r.summary["mlflow_run_id"]).data.tags.get("feature_cache")
+            for r in (cached, again)]
+    assert tags == ["0 read, 1 encoded", "1 read, 0 encoded"]

@@ -65,3 +65,32 @@ def test_returned_head_is_the_lowest_loss_head_over_all_epochs() -> None:
         pred = head(features).argmax(1)
     from toolkit.metrics import cluster_acc
     assert cluster_acc(pred.numpy(), truth.numpy()) > 0.95
+
+
+class CountingFlatten(nn.Flatten):
+    """The frozen 'backbone': a flatten that counts the images it encoded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.images += len(x)
+        return super().forward(x)
+
+
+def test_cached_views_encode_once_and_train_the_same_head() -> None:
+    """With views that have no randomness, the cached copies are the very features every E-batch would encode:
+    the kept head must be identical, while the backbone encodes 2 views x 2 copies instead of (1 + num_repeat)
+    views per epoch."""
+    heads = {}
+    for copies in (0, 2):
+        ctx, _ = _context(Record())
+        backbone = CountingFlatten()
+        features = ctx.encode(nn.Flatten())
+        plugin = SpicePrototypeHeadInit(Options(heads=3, epochs=3, batch_size=90, num_repeat=2, sub_batch_size=32,
+                                                cached_views=copies))
+        heads[copies] = (plugin.init_head(ctx, backbone, features, None), backbone.images)
+    assert heads[0][1] == 3 * (1 + 2) * 180 and heads[2][1] == 2 * 2 * 180
+    for a, b in zip(heads[0][0].state_dict().values(), heads[2][0].state_dict().values()):
+        assert torch.equal(a, b)
