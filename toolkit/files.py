@@ -17,6 +17,13 @@ import torch
 from toolkit.errors import UserError
 
 
+def cache_dir() -> Path:
+    """Where caches live (pretrained backbones, encoded features, decoded image folders): TOOLKIT_CACHE_DIR when
+    set, else ~/.cache/deepclust-toolkit."""
+    env = os.environ.get("TOOLKIT_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "deepclust-toolkit"
+
+
 class CheckpointError(UserError):
     """A checkpoint file is missing, truncated or not a checkpoint."""
 

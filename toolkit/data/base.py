@@ -66,7 +66,9 @@ class ImageData(ImageShape):
         if cached is None or cached[0] is not self.images:
             h = hashlib.sha256()
             h.update(str(tuple(self.images.shape)).encode())
-            h.update(self.images.contiguous().numpy().tobytes())
+            array = self.images.contiguous().numpy()
+            for start in range(0, len(array), 4096):  # in chunks: a memory-mapped folder is never copied whole
+                h.update(memoryview(np.ascontiguousarray(array[start:start + 4096])).cast("B"))
             cached = self.__dict__["_fingerprint"] = (self.images, h.hexdigest()[:16])
         return cached[1]
 

@@ -30,6 +30,10 @@ class DataConfig(BaseModel):
     )
     workers: int | None = Field(
         default=None, ge=1, description="image_folder: threads decoding images (default: one per CPU core)")
+    cache_decoded: bool = Field(
+        default=True, description="image_folder: keep the decoded, resized images as a memory-mapped file in the "
+        "cache (keyed by the files' paths, sizes and dates and these settings): later loads read it instead of "
+        "decoding, and training reads batches from it (toolkit/data/folder_cache.py)")
     num_samples: int = Field(default=600, ge=10)
     num_classes: int = Field(default=4, ge=2)
     synthetic_size: int = Field(default=16, ge=4)

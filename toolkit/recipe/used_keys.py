@@ -15,7 +15,8 @@ from toolkit.data.views import AugmentConfig
 #: `[data]` keys only the synthetic generator reads.
 SYNTHETIC_KEYS = ("num_samples", "num_classes", "synthetic_size", "synthetic_channels")
 #: `[data]` keys only some loaders read, and which.
-LOADER_KEYS = {"download": ("cifar10", "cifar20", "stl10"), "strict": ("image_folder",), "workers": ("image_folder",)}
+LOADER_KEYS = {"download": ("cifar10", "cifar20", "stl10"), "strict": ("image_folder",), "workers": ("image_folder",),
+               "cache_decoded": ("image_folder",)}
 #: `[data]` keys only K estimation reads.
 K_ESTIMATION_KEYS = ("k_range", "k_criterion")
 #: Recipe tables holding an augmentation (AugmentConfig): keys at their default are switched-off ops.

@@ -9,18 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from toolkit import __version__
-from toolkit.files import file_lock, load_safe, save_atomic
-
-
-def cache_dir() -> Path:
-    """TOOLKIT_CACHE_DIR when set, else ~/.cache/deepclust-toolkit."""
-    env = os.environ.get("TOOLKIT_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "deepclust-toolkit"
+from toolkit.files import cache_dir, file_lock, load_safe, save_atomic
 
 
 def backbone_key(resolved_recipe: dict[str, Any], data_fingerprint: str, includes_head: bool = False) -> str:

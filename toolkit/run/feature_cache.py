@@ -16,8 +16,7 @@ from typing import Callable
 
 import torch
 
-from toolkit.files import file_lock, load_safe, save_atomic
-from toolkit.run.backbone_cache import cache_dir
+from toolkit.files import cache_dir, file_lock, load_safe, save_atomic
 
 
 def enabled() -> bool:
