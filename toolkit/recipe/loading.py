@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import tomli_w
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, ValidationInfo,
+                      field_validator)
 
 from toolkit.data.config import DataConfig
 from toolkit.data.views import AugmentConfig
@@ -107,11 +108,23 @@ class TrainConfig(_Strict):
     ema_decay: float = Field(0.0, ge=0, lt=1, description="> 0: evaluate (and save) an exponential moving "
                              "average of backbone and head, updated every step (FixMatch, SPICE's stage 3: 0.999)")
     freeze_backbone: bool = False
+    cached_views: int = Field(
+        0, ge=0, description="freeze_backbone = true: > 0 encodes this many augmented copies of every image's weak "
+                             "and strong views (and its raw view for evaluation) once, and trains and evaluates the "
+                             "head on them, cycling the copies by epoch, instead of a backbone forward per step "
+                             "(kept in the feature cache for later runs; toolkit/run/frozen_features.py)")
     grad_clip: float | None = Field(None, gt=0)
     # Speed settings for the whole run (pretraining included); each is a no-op where it would not pay off.
     compile: bool = False  # torch.compile the backbone (first steps are slow while it compiles)
     channels_last: AutoFlag = "auto"  # auto: on for conv backbones on CUDA
     data_on_device: AutoFlag = "auto"  # auto: keep the uint8 images on CUDA when they fit
+
+    @field_validator("cached_views")
+    @classmethod
+    def _cached_views_need_a_frozen_backbone(cls, value: int, info: ValidationInfo) -> int:
+        if value and not info.data.get("freeze_backbone"):
+            raise ValueError("needs freeze_backbone = true (the features of a backbone that trains change every step)")
+        return value
 
 
 class SlotConfig(BaseModel):

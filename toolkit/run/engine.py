@@ -22,6 +22,7 @@ from torch import nn
 
 from toolkit.run import backbone_cache as cache
 from toolkit.run import feature_cache
+from toolkit.run.frozen_features import FrozenFeatures
 from toolkit.run.speed import Speed
 from toolkit.files import load_safe
 from toolkit.run.checkpoints import CheckpointWriter, TrainState
@@ -294,11 +295,15 @@ class Engine:
         same_set = evalset is train
         images = ctx.data.images  # on the device when [train] data_on_device put them there
         eval_images = images if same_set else evalset.images.to(images.device)
+        frozen = (FrozenFeatures.encode(ctx, models.backbone, tcfg.cached_views, None if same_set else eval_images)
+                  if tcfg.cached_views else None)
 
         def snapshot(epoch: int) -> tuple[EpochState, Predictions, dict[str, float]]:
             backbone, head = models.eval_backbone, models.eval_head  # the EMA with [train] ema_decay
-            preds = predict(images, ctx.views.raw, backbone, head, calibration, ctx.device)
-            eval_preds = preds if same_set else predict(eval_images, ctx.views.raw, backbone, head, calibration, ctx.device)
+            preds = predict(images, ctx.views.raw, backbone, head, calibration, ctx.device,
+                            features=frozen.train_raw if frozen is not None else None)
+            eval_preds = preds if same_set else predict(eval_images, ctx.views.raw, backbone, head, calibration,
+                                                        ctx.device, features=frozen.eval_raw if frozen else None)
             metrics = score(eval_preds, evalset.labels, calibration.separate_prediction)
             if train.labels is not None:
                 mapping = hungarian_map(preds.final.argmax(1).cpu().numpy(), train.labels, n_pred=ctx.num_clusters)
@@ -322,7 +327,8 @@ class Engine:
                 generation.on_epoch_start(ctx, epoch_state)
             try:
                 train_metrics = train_epoch(ctx, epoch, models, optimizer, selection, calibration, generation, probe,
-                                            tcfg.grad_clip, self._lr_factor(ctx), tcfg.view_forward == "separate")
+                                            tcfg.grad_clip, self._lr_factor(ctx), tcfg.view_forward == "separate",
+                                            frozen)
             except (TrainingError, UserError):
                 raise
             except Exception as exc:

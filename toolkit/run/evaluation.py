@@ -32,17 +32,21 @@ class Predictions:
 
 @torch.no_grad()
 def predict(images: torch.Tensor, view: BatchView, backbone: nn.Module, head: nn.Module,
-            calibration: CalibrationPlugin, device: torch.device, batch_size: int = 1024) -> Predictions:
-    """Eval-mode forward of raw views through backbone, head and calibration, in batches."""
+            calibration: CalibrationPlugin, device: torch.device, batch_size: int = 1024,
+            features: torch.Tensor | None = None) -> Predictions:
+    """Eval-mode forward of raw views through backbone, head and calibration, in batches; with `features`
+    (a frozen backbone's, [train] cached_views) only the head and calibration run."""
     modes = [(m, m.training) for m in (backbone, head)]
     for m, _ in modes:
         m.eval()
     feats, logits = [], []
     try:
         for start in range(0, len(images), batch_size):
-            x = view(images[start:start + batch_size].to(device, non_blocking=True))
             with autocast(device):
-                f = backbone(x)
+                if features is not None:
+                    f = features[start:start + batch_size].to(device)
+                else:
+                    f = backbone(view(images[start:start + batch_size].to(device, non_blocking=True)))
                 z = head(f)
             feats.append(f.float())
             logits.append(z.float())

@@ -24,6 +24,7 @@ from toolkit.run.lr_schedule import set_factor
 from toolkit.api.slots import CalibrationPlugin, GenerationPlugin, SelectionPlugin
 
 if TYPE_CHECKING:
+    from toolkit.run.frozen_features import FrozenFeatures
     from torch.optim.swa_utils import AveragedModel
 
     from toolkit.run.parallel import DataParallel
@@ -62,6 +63,10 @@ class Models:
     @property
     def eval_head(self) -> nn.Module:
         return self.ema.module["head"] if self.ema is not None else self.head
+
+    def head_forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """The head (its training wrapper under data parallel) on features the backbone already made."""
+        return (self.train_head if self.train_head is not None else self.head)(feats)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         backbone = self.train_backbone if self.train_backbone is not None else self.backbone
@@ -112,10 +117,12 @@ def selection_loss(batch: Batch, sel: Selection) -> torch.Tensor:
 def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.optim.Optimizer,
                 selection: SelectionPlugin, calibration: CalibrationPlugin, generation: GenerationPlugin,
                 probe: Probe, grad_clip: float | None = None,
-                lr_at: Callable[[int, int], float] | None = None, separate: bool = False) -> dict[str, float]:
+                lr_at: Callable[[int, int], float] | None = None, separate: bool = False,
+                frozen: "FrozenFeatures | None" = None) -> dict[str, float]:
     """One pass over the training set; returns mean losses, selected fractions, pseudo-label accuracy, and
     the learning rate. `lr_at(epoch, step)` scales the base rates before each step (a schedule); `separate`
-    forwards the weak and the strong view one after the other instead of as one batch."""
+    forwards the weak and the strong view one after the other instead of as one batch; `frozen` ([train]
+    cached_views) gives the views' features of a frozen backbone, so only the head runs."""
     gen = ctx.generator(SELF_LABEL_SALT, epoch)
     models.backbone.train(not models.freeze_backbone)
     models.head.train()
@@ -136,7 +143,11 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
         weak = ctx.views.weak(uint8, view_gen)
         strong = ctx.views.strong(uint8, view_gen)
         with autocast(ctx.device):
-            if separate:  # each view normalised by its own BatchNorm statistics
+            if frozen is not None:  # cached features of the frozen backbone: the head only
+                f_w, f_s = frozen.views(epoch, index)
+                feats = torch.cat([f_w, f_s])
+                logits = models.head_forward(feats)
+            elif separate:  # each view normalised by its own BatchNorm statistics
                 (f_w, l_w), (f_s, l_s) = models.forward(weak), models.forward(strong)
                 feats, logits = torch.cat([f_w, f_s]), torch.cat([l_w, l_s])
             else:
