@@ -46,6 +46,11 @@ class FrozenFeatures:
         return self.weak[copy][index.to(self.weak.device)], self.strong[copy][index.to(self.strong.device)]
 
 
+    def raw_of(self, index: torch.Tensor) -> torch.Tensor:
+        """Raw-view features of the training images at `index` (the same every epoch)."""
+        return self.train_raw[index.to(self.train_raw.device)]
+
+
 @torch.no_grad()
 def encode_images(images: torch.Tensor, view: BatchView, backbone: nn.Module, device: torch.device,
                   batch_size: int = 1024) -> torch.Tensor:

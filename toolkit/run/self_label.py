@@ -162,6 +162,9 @@ def train_epoch(ctx: RunContext, epoch: int, models: Models, optimizer: torch.op
                       features_strong=fs, logits_weak=lw, logits_strong=ls,
                       _raw_fn=lambda u=uint8: ctx.views.raw(u),
                       _encode_fn=lambda x: _encode(models.backbone, x, ctx.device))
+        if frozen is not None:  # the raw view's features too (CDC's calibration head reads them every step)
+            raw = frozen.raw_of(index)
+            batch._cache.update({"features_raw_nograd": raw, "features_raw_grad": raw})
         full_check = not lagged or step == 0  # value checks read the host: every step on CPU, once an epoch on GPU
         if full_check and not bool(torch.isfinite(logits.detach()).all()):  # diverged weights, not a plugin's fault
             raise TrainingError(f"stage self_label, epoch {epoch}, step {step}: non-finite logits from the clustering "
