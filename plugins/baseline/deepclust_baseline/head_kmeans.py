@@ -13,6 +13,7 @@ from torch import nn
 
 from toolkit.api import Checkpointed, HeadInitPlugin, RunContext
 from toolkit.ops.kmeans import kmeans
+from toolkit.ops.partition import best_partition
 from toolkit.ops.spectral import spectral_labels
 
 HEAD_INIT_SALT = 2
@@ -29,9 +30,11 @@ class Options(BaseModel):
     niter: int = Field(50, ge=1, description="k-means iterations")
     nredo: int = Field(5, ge=1, description="k-means restarts (best inertia kept)")
     spherical: bool = Field(True, description="k-means on L2-normalised features (cosine)")
-    partition: Literal["kmeans", "spectral"] = Field(
-        "kmeans", description="how the pseudo-labels are found: k-means, or spectral clustering of a kNN graph "
-                              "of the features (follows density: better on long-tailed data)")
+    partition: Literal["kmeans", "spectral", "auto"] = Field(
+        "kmeans", description="how the pseudo-labels are found: k-means, spectral clustering of a kNN graph of the "
+                              "features (follows density: better on some long-tailed data), or auto: both (the "
+                              "graph with 10 and 30 neighbours) and the partition with the highest silhouette "
+                              "kept, without labels (toolkit/ops/partition.py; logged as head_init_silhouette_*)")
     neighbours: int = Field(10, ge=2, description="partition = spectral: neighbours per image in the graph")
     cached_views: int = Field(
         0, ge=0, description="> 0: encode the (frozen) backbone's view of every image this many times once and "
@@ -52,9 +55,16 @@ class KMeansPseudoLabelHeadInit(HeadInitPlugin[Options]):
         loop = ctx.epoch_loop(STAGE, o.epochs, Checkpointed(labels=labels, head=head, optimizer=optimizer),
                               salt=(HEAD_INIT_SALT,), plugin="kmeans_pseudo_label")
         if loop.resumed_from is None:
-            found = (spectral_labels(features, ctx.num_clusters, o.neighbours, ctx.seed) if o.partition == "spectral"
-                     else kmeans(features, ctx.num_clusters, niter=o.niter, nredo=o.nredo, seed=ctx.seed,
-                                 spherical=o.spherical).labels)
+            if o.partition == "auto":
+                chosen, found, scores = best_partition(features, ctx.num_clusters, ctx.seed, niter=o.niter,
+                                                       nredo=o.nredo, spherical=o.spherical)
+                ctx.log_epoch(STAGE, 0, {**{f"silhouette_{n.replace('-', '')}": v for n, v in scores.items()},
+                                         "partition_spectral": float(chosen != "kmeans")})
+            elif o.partition == "spectral":
+                found = spectral_labels(features, ctx.num_clusters, o.neighbours, ctx.seed)
+            else:
+                found = kmeans(features, ctx.num_clusters, niter=o.niter, nredo=o.nredo, seed=ctx.seed,
+                               spherical=o.spherical).labels
             labels.resize_(len(found)).copy_(torch.as_tensor(found))
             loop.checkpoint(0)  # k-means can take minutes on large data: always keep its labels
         targets = labels.to(ctx.device)

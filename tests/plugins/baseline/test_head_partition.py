@@ -53,3 +53,36 @@ def test_the_head_learns_the_spectral_partition(tmp_path: Path, mlflow_store: st
     from sklearn.datasets import load_digits
 
     assert cluster_acc(predictions, load_digits().target) == summary["acc"]
+
+
+class HeadInitMetrics(Observer):
+    def __init__(self) -> None:
+        self.logged: list[dict[str, float]] = []
+
+    def on_epoch_end(self, *, stage: str, epoch: int, metrics: dict[str, float], state: object) -> None:
+        if stage == "head_init" and any(k.startswith("silhouette_") for k in metrics):
+            self.logged.append(dict(metrics))
+
+
+def test_auto_partition_scores_the_candidates_and_trains_on_the_pick(tmp_path: Path, mlflow_store: str,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import deepclust_baseline.head_kmeans as head_kmeans
+
+    picked: list[np.ndarray] = []
+    real = head_kmeans.best_partition
+
+    def recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = real(*args, **kwargs)
+        picked.append(result[1])
+        return result
+
+    monkeypatch.setattr(head_kmeans, "best_partition", recorded)
+    seen, epoch0 = HeadInitMetrics(), Epoch0()
+    recipe = load_recipe(RECIPES / "baseline.toml", [*TINY, "head_init.partition=auto"])
+    Engine(recipe, tmp_path / "run", device="cpu", observers=[seen, epoch0]).run()
+    assert len(seen.logged) == 1 and set(seen.logged[0]) == {"silhouette_kmeans", "silhouette_spectral10",
+                                                             "silhouette_spectral30", "partition_spectral"}
+    # the head learnt the picked partition: its epoch-0 predictions agree with it far above chance
+    from sklearn.datasets import load_digits
+
+    assert cluster_acc(picked[0], load_digits().target) > 0.5 and epoch0.metrics["acc"] > 0.5
