@@ -246,8 +246,13 @@ def test_list_images_and_read_images(tmp_path: Path) -> None:
         read_images([*readable, tmp_path / "dogs" / "deep" / "cut.jpg"], (8, 8), 1)
 
 
-def test_threads_decode_the_same_images_in_the_same_order(tmp_path: Path) -> None:
-    """[data] workers: many threads give the images, labels and skipped files of one thread, in file order."""
+def test_processes_decode_the_same_images_in_the_same_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """[data] workers: decoding processes give the images, labels and skipped files of one process, in file
+    order (tasks of 3 files here, so every process decodes several), and strict stops at the first bad file."""
+    import toolkit.data.image_folder as image_folder
+
+    monkeypatch.setattr(image_folder, "_PROCESS_MIN", 4)
+    monkeypatch.setattr(image_folder, "_TASK", 3)
     broken = _messy_folder(tmp_path)
     rng = np.random.default_rng(0)
     for i in range(40):  # enough files for every thread to decode several
@@ -256,9 +261,17 @@ def test_threads_decode_the_same_images_in_the_same_order(tmp_path: Path) -> Non
     loaded = {}
     for workers in (1, 4):
         with pytest.warns(UserWarning) as caught:
-            data = load_image_folder(DataConfig(dataset="image_folder", root=str(tmp_path), workers=workers)).train
+            data = load_image_folder(DataConfig(dataset="image_folder", root=str(tmp_path), workers=workers,
+                                                cache_decoded=False)).train
         loaded[workers] = (data, [str(w.message) for w in caught if issubclass(w.category, UserWarning)])
     (one, warned_one), (four, warned_four) = loaded[1], loaded[4]
     assert len(one) == 44 and torch.equal(one.images, four.images)
     assert one.labels.tolist() == four.labels.tolist() and one.skipped == four.skipped
     assert warned_one == warned_four and sorted(one.skipped) == sorted(str(p) for p in broken.values())
+    stops = []
+    for workers in (1, 4):
+        with pytest.raises(UserError, match="cannot read image") as stopped:
+            load_image_folder(DataConfig(dataset="image_folder", root=str(tmp_path), workers=workers, strict=True,
+                                         cache_decoded=False))
+        stops.append(str(stopped.value))
+    assert stops[0] == stops[1] and any(str(p) in stops[0] for p in broken.values())  # the same first bad file

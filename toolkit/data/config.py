@@ -29,7 +29,7 @@ class DataConfig(BaseModel):
         "instead of skipping it with a warning",
     )
     workers: int | None = Field(
-        default=None, ge=1, description="image_folder: threads decoding images (default: one per CPU core)")
+        default=None, ge=1, description="image_folder: processes decoding images (default: one per CPU core)")
     cache_decoded: bool = Field(
         default=True, description="image_folder: keep the decoded, resized images as a memory-mapped file in the "
         "cache (keyed by the files' paths, sizes and dates and these settings): later loads read it instead of "

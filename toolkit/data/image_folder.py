@@ -11,32 +11,28 @@ ignored; a file Pillow cannot read is skipped with one warning naming it and lis
 
 from __future__ import annotations
 
+import multiprocessing
 import os
-import struct
 import warnings
-import zlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from toolkit.data import folder_cache
 from toolkit.data.base import DataSplits, ImageData
 from toolkit.data.config import DataConfig
+from toolkit.data.pixels import DECODE_ERRORS, Probe, Size, probe, read_chunk, read_file, reason, to_uint8
 from toolkit.errors import DataNotFoundError, UserError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-_GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
-_ALPHA_MODES = {"RGBA", "RGBa", "PA"}
-_UINT16_MAX = 65535
-#: What a broken, truncated or unsupported file makes Pillow (or the conversion of its pixels) raise.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, Image.DecompressionBombError)
+__all__ = ["IMAGE_SUFFIXES", "load_image_folder", "list_images", "read_images", "to_uint8"]
 
-Size = tuple[int, int]
-Probe = tuple[Size, bool]
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+#: Files per task of a decoding process, and the fewest files worth starting processes for.
+_TASK, _PROCESS_MIN = 256, 512
 
 
 # ---- finding files ----------------------------------------------------------------------------
@@ -86,90 +82,6 @@ def _scan(folder: Path, labelled: bool) -> tuple[list[Path], dict[str, list[Path
     return [f for files in by_class.values() for f in files], by_class
 
 
-# ---- pixels of any mode to uint8 --------------------------------------------------------------
-
-
-def _stretch(values: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Map [low, high] linearly onto 0..255 (rounded); a flat image (high <= low) becomes black."""
-    if high <= low:
-        return np.zeros(values.shape, dtype=np.uint8)
-    scaled = (values.astype(np.float64) - low) * (255.0 / (high - low))
-    return np.rint(np.clip(scaled, 0, 255)).astype(np.uint8)
-
-
-def _integers_to_uint8(values: np.ndarray) -> np.ndarray:
-    """16-bit range scaled, never clipped: 0..65535 -> 0..255; other integer ranges by their own min/max."""
-    values = values.astype(np.int64)
-    low, high = int(values.min()), int(values.max())
-    if low >= 0 and high <= _UINT16_MAX:
-        return _stretch(values, 0, _UINT16_MAX)
-    return _stretch(values, low, high)
-
-
-def _floats_to_uint8(values: np.ndarray) -> np.ndarray:
-    """[0, 1] data (the usual float convention) times 255; any other range by its own min/max; NaN/inf -> 0."""
-    values = values.astype(np.float64)
-    finite = np.isfinite(values)
-    if not finite.any():
-        return np.zeros(values.shape, dtype=np.uint8)
-    low, high = float(values[finite].min()), float(values[finite].max())
-    if low < 0.0 or high > 1.0:
-        values = np.where(finite, values, low)
-        return _stretch(values, low, high)
-    return _stretch(np.where(finite, values, 0.0), 0.0, 1.0)
-
-
-def _over_white(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Composite uint8 pixels over a white background, so transparent areas do not show their hidden colour."""
-    a = alpha.astype(np.float64) / 255.0
-    if colour.ndim == 3:
-        a = a[..., None]
-    return np.rint(colour * a + 255.0 * (1.0 - a)).astype(np.uint8)
-
-
-def to_uint8(im: Image.Image) -> np.ndarray:
-    """Pixels of an image of any Pillow mode as uint8 [H, W] (grey modes) or [H, W, 3] (everything else).
-
-    Pillow's own `convert("L")` clips 16- and 32-bit values at 255, which turns a 16-bit scan all white,
-    so those are scaled here, each image by the same rule so a data set keeps its relative brightness:
-
-    - integer modes ("I;16", "I;16B", "I", ...): value * 255 / 65535 when every value lies in 0..65535
-      (16-bit PNG/TIFF data, whatever bit depth the sensor had); otherwise the image's own min..max.
-    - float ("F"): values in [0, 1] times 255; any other range is stretched from its own min..max.
-    - transparency (RGBA, LA, PA, a palette or grey/RGB image with a transparent colour): composited over
-      white, as an image viewer on a white page shows it; dropping alpha would reveal arbitrary hidden colours.
-    - the rest (1-bit, L, palette, RGB, CMYK, YCbCr, ...): Pillow's conversion to L or RGB.
-    """
-    mode = im.mode
-    if mode == "I" or mode.startswith("I;16"):
-        return _integers_to_uint8(np.asarray(im))
-    if mode == "F":
-        return _floats_to_uint8(np.asarray(im))
-    transparent = mode in _ALPHA_MODES or mode in ("LA", "La") or "transparency" in im.info
-    if mode in _GRAY_MODES:
-        if transparent:
-            grey_alpha = np.asarray(im.convert("LA"))
-            return _over_white(grey_alpha[..., 0], grey_alpha[..., 1])
-        return np.asarray(im.convert("L"))
-    if transparent:
-        rgba = np.asarray(im.convert("RGBA"))
-        return _over_white(rgba[..., :3], rgba[..., 3])
-    return np.asarray(im.convert("RGB"))
-
-
-def _fit(pixels: np.ndarray, size: Size, channels: int) -> np.ndarray:
-    """uint8 [H, W] or [H, W, 3] to uint8 [channels, *size]; colour to grey uses Pillow's ITU-R 601 luma."""
-    im = Image.fromarray(pixels)
-    if channels == 1 and im.mode != "L":
-        im = im.convert("L")
-    elif channels == 3 and im.mode != "RGB":
-        im = im.convert("RGB")
-    if (im.height, im.width) != size:
-        im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-    arr = np.asarray(im, dtype=np.uint8)
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
-
-
 # ---- reading files, skipping the unreadable ones ----------------------------------------------
 
 
@@ -181,8 +93,8 @@ class _Unreadable:
     skipped: list[str] = field(default_factory=list)
     messages: list[str] = field(default_factory=list)
 
-    def report(self, path: Path, exc: BaseException) -> None:
-        message = f"{path}: cannot read image ({_reason(exc)})"
+    def report(self, path: Path, why: str) -> None:
+        message = f"{path}: cannot read image ({why})"
         if self.strict:
             raise UserError(message) from None
         warnings.warn(f"{message}; skipped", UserWarning, stacklevel=2)
@@ -190,60 +102,41 @@ class _Unreadable:
         self.messages.append(message)
 
 
-def _reason(exc: BaseException) -> str:
-    """Pillow's complaint on one line; its "cannot identify image file '<path>'" would repeat the path."""
-    if isinstance(exc, UnidentifiedImageError):
-        return "not an image format Pillow recognises"
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def _probe(path: Path) -> Probe:
-    """(height, width) and whether the image is colour, from the header only."""
-    with Image.open(path) as im:
-        return (im.height, im.width), im.mode not in _GRAY_MODES
-
-
-def _read(path: Path, size: Size, channels: int) -> np.ndarray:
-    """One image as uint8 [C, H, W] at `size` (H, W); decoding it fully is what finds a truncated file."""
-    with Image.open(path) as im:
-        im.load()
-        pixels = to_uint8(im)
-    return _fit(pixels, size, channels)
-
-
-#: Files decoded per round of the thread pool: bounds the decoded images waiting to be copied.
-_CHUNK = 1024
-
-
-def _try_read(path: Path, size: Size, channels: int) -> np.ndarray | BaseException:
-    try:
-        return _read(path, size, channels)
-    except _DECODE_ERRORS as exc:
-        return exc
-
-
 def decode_workers(setting: int | None) -> int:
-    """`[data] workers`: threads decoding images (None: one per core). Pillow releases the GIL while it
-    decodes and resizes, so threads scale without copying images between processes."""
+    """`[data] workers`: processes decoding images (None: one per core)."""
     return max(1, setting if setting is not None else (os.cpu_count() or 1))
+
+
+def _decoded(files: list[Path], size: Size, channels: int, workers: int):  # noqa: ANN202 - an iterator
+    """Each file's pixels (uint8 [C, H, W]) or the reason it cannot be read, in file order. With several
+    workers and enough files, decoded by worker processes (numpy and Pillow only, so they start fast): for
+    small files the per-file Python work holds the GIL and threads gained nothing (1.01x for 64x64 JPEGs on
+    2 cores, benchmarks/folder_decode.py), processes do."""
+    if workers <= 1 or len(files) < _PROCESS_MIN:
+        yield from (read_file(f, size, channels) for f in files)
+        return
+    tasks = [[str(f) for f in files[i:i + _TASK]] for i in range(0, len(files), _TASK)]
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        for results in pool.map(read_chunk, tasks, repeat(size), repeat(channels)):
+            yield from results
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # strict stops at the first unreadable file: drop the rest
 
 
 def _build(files: list[Path], size: Size, channels: int, unreadable: _Unreadable,
            workers: int = 1, out: np.ndarray | None = None) -> tuple[torch.Tensor, list[int]]:
-    """uint8 [N, C, H, W] of the files that could be read, and their positions in `files`; decoded on
-    `workers` threads into `out` (e.g. a memory-mapped file; default a new array), unreadable files
+    """uint8 [N, C, H, W] of the files that could be read, and their positions in `files`; decoded by
+    `workers` processes into `out` (e.g. a memory-mapped file; default a new array), unreadable files
     reported in file order (so `strict` stops at the first one)."""
     images = np.empty((len(files), channels, *size), dtype=np.uint8) if out is None else out
     kept: list[int] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for start in range(0, len(files), _CHUNK):
-            chunk = files[start:start + _CHUNK]
-            for offset, result in enumerate(pool.map(lambda f: _try_read(f, size, channels), chunk)):
-                if isinstance(result, BaseException):
-                    unreadable.report(chunk[offset], result)
-                    continue
-                images[len(kept)] = result
-                kept.append(start + offset)
+    for position, result in enumerate(_decoded(files, size, channels, workers)):
+        if isinstance(result, str):
+            unreadable.report(files[position], result)
+            continue
+        images[len(kept)] = result
+        kept.append(position)
     return torch.from_numpy(images[: len(kept)]), kept
 
 
@@ -273,9 +166,9 @@ def _probe_part(folder: Path, files: list[Path], labels: np.ndarray | None, stri
     probes: list[Probe] = []
     for i, path in enumerate(files):
         try:
-            probes.append(_probe(path))
-        except _DECODE_ERRORS as exc:
-            unreadable.report(path, exc)
+            probes.append(probe(path))
+        except DECODE_ERRORS as exc:
+            unreadable.report(path, reason(exc))
             continue
         kept.append(i)
     part = _Part(folder, [files[i] for i in kept], probes, None if labels is None else labels[kept], unreadable,
