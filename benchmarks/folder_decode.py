@@ -22,13 +22,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 import numpy as np
-import torch
 from PIL import Image
 
-from toolkit.data.config import DataConfig
-from toolkit.data.image_folder import load_image_folder
+# torch and the toolkit are imported inside the functions: decoding processes start with `spawn`, which
+# imports this file again in each of them, and a top-level `import torch` would cost seconds per process.
 
 
 def write_folder(root: Path, n: int, side: int) -> None:
@@ -39,7 +42,10 @@ def write_folder(root: Path, n: int, side: int) -> None:
         Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(folder / f"{i:06d}.jpg", quality=90)
 
 
-def timed_load(root: str, size: int, workers: int, cache: bool) -> tuple[float, torch.Tensor]:
+def timed_load(root: str, size: int, workers: int, cache: bool) -> tuple[float, "torch.Tensor"]:
+    from toolkit.data.config import DataConfig
+    from toolkit.data.image_folder import load_image_folder
+
     cfg = DataConfig(dataset="image_folder", root=root, image_size=size, workers=workers, cache_decoded=cache)
     start = time.perf_counter()
     images = load_image_folder(cfg).train.images
@@ -55,6 +61,10 @@ def _anonymous_mib() -> float:
 
 def child(root: str, size: int, cache: bool) -> None:
     """One pass over every batch of the folder's images (raw view, a convolution); prints memory as JSON."""
+    import torch
+
+    from toolkit.data.config import DataConfig
+    from toolkit.data.image_folder import load_image_folder
     from toolkit.data.views import BatchView
 
     torch.set_num_threads(1)
@@ -91,7 +101,7 @@ def main() -> None:
         first, decoded = timed_load(root, args.size, args.workers, cache=True)
         second, mapped = timed_load(root, args.size, args.workers, cache=True)
         for other in (threaded, decoded, mapped):
-            assert torch.equal(reference, other)
+            assert bool((reference == other).all())
         memory = {}
         for mode in ("memory", "cache"):
             out = subprocess.run([sys.executable, __file__, "--child", mode, "--root", root, "--size", str(args.size)],
@@ -101,12 +111,12 @@ def main() -> None:
     print(f"{args.images} JPEGs of {args.side}x{args.side} -> {args.size}x{args.size} ({array_mib:.0f} MiB as uint8) "
           f"on {os.cpu_count()} cores")
     rate = args.images
-    print(f"  decode, 1 thread:                {one:6.2f} s ({rate / one:7.0f} images/s)")
-    print(f"  decode, {args.workers} threads:               {many:6.2f} s ({rate / many:7.0f} images/s)  "
+    print(f"  decode, 1 process:               {one:6.2f} s ({rate / one:7.0f} images/s)")
+    print(f"  decode, {args.workers} processes:             {many:6.2f} s ({rate / many:7.0f} images/s)  "
           f"{one / many:.2f}x")
     print(f"  decode into the cache (first):   {first:6.2f} s ({rate / first:7.0f} images/s)")
     print(f"  load from the cache (second):    {second:6.2f} s ({rate / second:7.0f} images/s)  "
-          f"{many / second:.1f}x the threaded decode")
+          f"{many / second:.1f}x the parallel decode")
     for mode, name in (("memory", "in-memory array"), ("cache", "memory map")):
         m = memory[mode]
         print(f"  one pass from the {name:<16} peak RSS {m['peak_rss_mib']:6.0f} MiB, anonymous "

@@ -4,7 +4,7 @@
 
 For each offline suite data set (benchmarks/suite.py) and seed, the features `kmeans_pseudo_label` receives in
 recipes/baseline.toml (its SimCLR backbone; the run stops at head-init) are partitioned by every candidate of
-toolkit/ops/partition.py (k-means, spectral clustering with 10 and 30 neighbours). Prints each candidate's ACC
+toolkit/ops/partition.py (k-means with the plugin's settings, spectral clustering with 10 and 30 neighbours). Prints each candidate's ACC
 (labels for the score only) and silhouette, the candidate the silhouette picks, and the mean ACC of the pick
 against always k-means and always the best candidate (an oracle, for reference).
 """
@@ -60,10 +60,10 @@ def head_init_features(dataset: str, seed: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def main() -> None:
+    from deepclust_baseline.head_kmeans import Options
+
     from toolkit.metrics import cluster_acc
-    from toolkit.ops.kmeans import kmeans
-    from toolkit.ops.partition import CANDIDATES, silhouette
-    from toolkit.ops.spectral import spectral_labels
+    from toolkit.ops.partition import CANDIDATES, candidates, silhouette
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=["digits", "digits_lt10", "digits_lt50", "lfw_subset",
@@ -77,11 +77,10 @@ def main() -> None:
         for seed in parse_seeds(args.seeds):
             features, labels = head_init_features(dataset, seed)
             k = len(np.unique(labels))
-            accs, sils = {}, {}
-            for name, neighbours in CANDIDATES.items():
-                found = (kmeans(features, k, niter=50, nredo=1, seed=seed).labels if not neighbours
-                         else spectral_labels(features, k, neighbours, seed))
-                accs[name], sils[name] = float(cluster_acc(np.asarray(found), labels)), silhouette(features, found, seed)
+            o = Options()  # the plugin's k-means settings
+            found = candidates(features, k, seed, niter=o.niter, nredo=o.nredo, spherical=o.spherical)
+            accs = {n: float(cluster_acc(labels_n, labels)) for n, labels_n in found.items()}
+            sils = {n: silhouette(features, labels_n, seed) for n, labels_n in found.items()}
             pick = max(sils, key=lambda n: sils[n])
             row = summary.setdefault(dataset, {"pick": [], "kmeans": [], "oracle": []})
             row["pick"].append(accs[pick])

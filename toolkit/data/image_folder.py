@@ -62,9 +62,9 @@ def _images_under(folder: Path) -> list[Path]:
                 continue
             path = os.path.join(current, name)
             if os.path.isfile(path):
-                found.append((prefix + name, Path(path)))
+                found.append((prefix + name, path))
     found.sort(key=lambda item: item[0])
-    return [path for _, path in found]
+    return [Path(path) for _, path in found]
 
 
 def _scan(folder: Path, labelled: bool) -> tuple[list[Path], dict[str, list[Path]] | None]:
@@ -108,20 +108,32 @@ def decode_workers(setting: int | None) -> int:
 
 
 def _decoded(files: list[Path], size: Size, channels: int, workers: int):  # noqa: ANN202 - an iterator
-    """Each file's pixels (uint8 [C, H, W]) or the reason it cannot be read, in file order. With several
-    workers and enough files, decoded by worker processes (numpy and Pillow only, so they start fast): for
-    small files the per-file Python work holds the GIL and threads gained nothing (1.01x for 64x64 JPEGs on
-    2 cores, benchmarks/folder_decode.py), processes do."""
+    """(readable images stacked, [(offset, reason)] of the unreadable ones) per block of consecutive files, in
+    file order. With several workers and enough files, decoded by worker processes (numpy and Pillow only, so
+    they start fast), each block coming back as one buffer: for small files the per-file Python work holds the
+    GIL and threads gained nothing (benchmarks/folder_decode.py)."""
+    tasks = [files[i:i + _TASK] for i in range(0, len(files), _TASK)]
     if workers <= 1 or len(files) < _PROCESS_MIN:
-        yield from (read_file(f, size, channels) for f in files)
+        for task in tasks:
+            yield _read_here(task, size, channels)
         return
-    tasks = [[str(f) for f in files[i:i + _TASK]] for i in range(0, len(files), _TASK)]
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
     try:
-        for results in pool.map(read_chunk, tasks, repeat(size), repeat(channels)):
-            yield from results
+        yield from pool.map(read_chunk, [[str(f) for f in task] for task in tasks], repeat(size), repeat(channels))
     finally:
         pool.shutdown(wait=True, cancel_futures=True)  # strict stops at the first unreadable file: drop the rest
+
+
+def _read_here(files: list[Path], size: Size, channels: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """read_chunk in this process (through `read_file`, which tests may count)."""
+    images, failures = [], []
+    for offset, path in enumerate(files):
+        result = read_file(path, size, channels)
+        if isinstance(result, str):
+            failures.append((offset, result))
+        else:
+            images.append(result)
+    return (np.stack(images) if images else np.empty((0, channels, *size), dtype=np.uint8)), failures
 
 
 def _build(files: list[Path], size: Size, channels: int, unreadable: _Unreadable,
@@ -131,12 +143,14 @@ def _build(files: list[Path], size: Size, channels: int, unreadable: _Unreadable
     reported in file order (so `strict` stops at the first one)."""
     images = np.empty((len(files), channels, *size), dtype=np.uint8) if out is None else out
     kept: list[int] = []
-    for position, result in enumerate(_decoded(files, size, channels, workers)):
-        if isinstance(result, str):
-            unreadable.report(files[position], result)
-            continue
-        images[len(kept)] = result
-        kept.append(position)
+    start = 0
+    for block, failures in _decoded(files, size, channels, workers):
+        bad = {offset for offset, _ in failures}
+        for offset, why in failures:
+            unreadable.report(files[start + offset], why)
+        images[len(kept):len(kept) + len(block)] = block
+        kept += [start + i for i in range(len(block) + len(bad)) if i not in bad]
+        start += len(block) + len(bad)
     return torch.from_numpy(images[: len(kept)]), kept
 
 

@@ -145,6 +145,16 @@ def read_file(path: Path, size: Size, channels: int) -> np.ndarray | str:
         return reason(exc)
 
 
-def read_chunk(files: list[str], size: Size, channels: int) -> list[np.ndarray | str]:
-    """`read_file` for each of `files` (paths as strings): one task of a decoding process."""
-    return [read_file(Path(f), size, channels) for f in files]
+def read_chunk(files: list[str], size: Size, channels: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """`read_file` for each of `files` (paths as strings): one task of a decoding process. Returns the readable
+    images stacked (uint8 [n, C, H, W], in file order: one buffer to send back, not one per image) and
+    (offset in `files`, reason) of the unreadable ones."""
+    images, failures = [], []
+    for offset, path in enumerate(files):
+        result = read_file(Path(path), size, channels)
+        if isinstance(result, str):
+            failures.append((offset, result))
+        else:
+            images.append(result)
+    block = np.stack(images) if images else np.empty((0, channels, *size), dtype=np.uint8)
+    return block, failures

@@ -36,10 +36,9 @@ def silhouette(features: Any, labels: np.ndarray, seed: int = 0, sample: int = S
     return float(silhouette_score(data, labels, sample_size=size if size < len(data) else None, random_state=seed))
 
 
-def best_partition(features: Any, k: int, seed: int = 0, *, niter: int = 50, nredo: int = 1,
-                   spherical: bool = False) -> tuple[str, np.ndarray, dict[str, float]]:
-    """(name, labels, silhouette per candidate) of the candidate partition with the highest silhouette."""
-    scores: dict[str, float] = {}
+def candidates(features: Any, k: int, seed: int = 0, *, niter: int = 50, nredo: int = 1,
+               spherical: bool = False) -> dict[str, np.ndarray]:
+    """Every candidate partition of CANDIDATES (a graph with at least as many neighbours as images left out)."""
     found: dict[str, np.ndarray] = {}
     n = len(as_float32(features))
     for name, neighbours in CANDIDATES.items():
@@ -48,6 +47,13 @@ def best_partition(features: Any, k: int, seed: int = 0, *, niter: int = 50, nre
         labels = (kmeans(features, k, niter=niter, nredo=nredo, seed=seed, spherical=spherical).labels
                   if not neighbours else spectral_labels(features, k, neighbours, seed))
         found[name] = np.asarray(labels, dtype=np.int64)
-        scores[name] = silhouette(features, found[name], seed)
+    return found
+
+
+def best_partition(features: Any, k: int, seed: int = 0, *, niter: int = 50, nredo: int = 1,
+                   spherical: bool = False) -> tuple[str, np.ndarray, dict[str, float]]:
+    """(name, labels, silhouette per candidate) of the candidate partition with the highest silhouette."""
+    found = candidates(features, k, seed, niter=niter, nredo=nredo, spherical=spherical)
+    scores = {name: silhouette(features, labels, seed) for name, labels in found.items()}
     best = max(scores, key=lambda name: scores[name])
     return best, found[best], scores
