@@ -74,7 +74,8 @@ def _cli(args: list[str], cwd: Path, uri: str) -> subprocess.CompletedProcess[st
 
 
 @pytest.mark.xdist_group("seeds_store")
-def test_report_on_seeds_runs_of_two_recipes(tmp_path: Path, seeds_store: dict) -> None:
+def test_report_on_seeds_runs_of_two_recipes(tmp_path: Path, seeds_store: dict,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     uri = seeds_store["uri"]
     proc = _cli(["report", "-o", str(tmp_path / "t.md"), "-o", str(tmp_path / "t.tex"), "--plot",
                  str(tmp_path / "t.png")], tmp_path, uri)
@@ -88,6 +89,14 @@ def test_report_on_seeds_runs_of_two_recipes(tmp_path: Path, seeds_store: dict) 
     assert r"$\pm$" in (tmp_path / "t.tex").read_text() and (tmp_path / "t.png").stat().st_size > 1000
     parent = _cli(["report", seeds_store["parents"][0], "--format", "csv", "--by", "method,seed"], tmp_path, uri)
     assert parent.returncode == 0 and len(parent.stdout.strip().splitlines()) == 4, parent.stdout  # header + 3 seeds
-    for bad in (["report", "no-such-experiment"], ["report", "-o", str(tmp_path / "t.pdf")], ["report", "--format", "x"]):
-        proc = _cli(bad, tmp_path, uri)
-        assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    proc = _cli(["report", "no-such-experiment"], tmp_path, uri)  # a user mistake: one line, exit 2
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "no-such-experiment" in proc.stderr
+    from toolkit.commands.report import make_report
+    from toolkit.errors import UserError
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+
+    for args in ((["no-such-experiment"], "md", []), ([], "md", [tmp_path / "t.pdf"]), ([], "x", [])):
+        with pytest.raises(UserError):  # the same one-line errors, in process
+            make_report(args[0], "method,dataset", args[1], args[2], None, False, print, print)
