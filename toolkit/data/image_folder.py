@@ -25,7 +25,8 @@ import torch
 from toolkit.data import folder_cache
 from toolkit.data.base import DataSplits, ImageData
 from toolkit.data.config import DataConfig
-from toolkit.data.pixels import DECODE_ERRORS, Probe, Size, probe, read_chunk, read_file, reason, to_uint8
+from toolkit.data.pixels import (DECODE_ERRORS, Probe, Size, probe, read_chunk, read_file, reason, stacked,
+                                 to_uint8)
 from toolkit.errors import DataNotFoundError, UserError
 
 __all__ = ["IMAGE_SUFFIXES", "load_image_folder", "list_images", "read_images", "to_uint8"]
@@ -125,15 +126,8 @@ def _decoded(files: list[Path], size: Size, channels: int, workers: int):  # noq
 
 
 def _read_here(files: list[Path], size: Size, channels: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """read_chunk in this process (through `read_file`, which tests may count)."""
-    images, failures = [], []
-    for offset, path in enumerate(files):
-        result = read_file(path, size, channels)
-        if isinstance(result, str):
-            failures.append((offset, result))
-        else:
-            images.append(result)
-    return (np.stack(images) if images else np.empty((0, channels, *size), dtype=np.uint8)), failures
+    """read_chunk in this process (through this module's `read_file`, which tests may count)."""
+    return stacked([read_file(path, size, channels) for path in files], size, channels)
 
 
 def _build(files: list[Path], size: Size, channels: int, unreadable: _Unreadable,

@@ -145,16 +145,15 @@ def read_file(path: Path, size: Size, channels: int) -> np.ndarray | str:
         return reason(exc)
 
 
-def read_chunk(files: list[str], size: Size, channels: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """`read_file` for each of `files` (paths as strings): one task of a decoding process. Returns the readable
-    images stacked (uint8 [n, C, H, W], in file order: one buffer to send back, not one per image) and
-    (offset in `files`, reason) of the unreadable ones."""
-    images, failures = [], []
-    for offset, path in enumerate(files):
-        result = read_file(Path(path), size, channels)
-        if isinstance(result, str):
-            failures.append((offset, result))
-        else:
-            images.append(result)
+def stacked(results: list[np.ndarray | str], size: Size, channels: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """Per-file results (pixels or a reason) as (the readable images stacked uint8 [n, C, H, W], in file order:
+    one buffer to send back, not one per image; (offset, reason) of the unreadable ones)."""
+    images = [r for r in results if not isinstance(r, str)]
+    failures = [(offset, r) for offset, r in enumerate(results) if isinstance(r, str)]
     block = np.stack(images) if images else np.empty((0, channels, *size), dtype=np.uint8)
     return block, failures
+
+
+def read_chunk(files: list[str], size: Size, channels: int) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """`read_file` for each of `files` (paths as strings), `stacked`: one task of a decoding process."""
+    return stacked([read_file(Path(path), size, channels) for path in files], size, channels)
