@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from toolkit.errors import UserError
+from toolkit.track.schema_template import seed_new_store
 
 
 def default_store(root: str | Path | None = None) -> tuple[str, str]:
@@ -103,6 +104,7 @@ def open_client(uri: str) -> Any:
         logging.getLogger(name).setLevel(logging.WARNING)
     try:
         with store_lock(uri):
+            seed_new_store(uri)
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)
     except Exception as exc:  # noqa: BLE001
