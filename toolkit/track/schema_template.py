@@ -17,16 +17,25 @@ from pathlib import Path
 
 
 def _template_path() -> Path | None:
-    """`<cache>/mlflow-schema/<revision>.db`, or None when MLflow's head revision cannot be read."""
+    """`<cache>/mlflow-schema/<key>.db`, the key naming the MLflow version and its migration scripts (listing
+    them is cheap; asking Alembic for the head revision parses every script, which costs what the copy saves)."""
     try:
-        from mlflow.store.db.utils import _get_latest_schema_revision
+        import hashlib
 
-        revision = str(_get_latest_schema_revision())
-    except Exception:  # noqa: BLE001 - private API: without it, MLflow creates the store itself
+        import mlflow.store.db_migrations as migrations
+
+        folder = Path(migrations.__file__).parent / "versions"
+        names = sorted(p.name for p in folder.iterdir() if p.suffix == ".py")
+        if not names:
+            return None
+        import mlflow
+
+        key = hashlib.sha256("\n".join([mlflow.__version__, *names]).encode()).hexdigest()[:16]
+    except Exception:  # noqa: BLE001 - without it, MLflow creates the store itself
         return None
     from toolkit.files import cache_dir
 
-    return cache_dir() / "mlflow-schema" / f"{revision}.db"
+    return cache_dir() / "mlflow-schema" / f"{key}.db"
 
 
 def _build(path: Path) -> None:
