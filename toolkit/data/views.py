@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from toolkit.data.randaugment import rand_augment, split_draws
+
 _LUMA = (0.299, 0.587, 0.114)
 
 
@@ -46,6 +48,11 @@ class AugmentConfig(BaseModel):
     #: pixels, centred on a uniformly random pixel and clipped at the borders (false: that largest side on
     #: every image, fully inside it).
     cutout_random: bool = False
+    #: RandAugment (SCAN's `Augment(n)`, CDC's and SPICE's strong view): n ops per image, drawn uniformly with
+    #: replacement from 14, each at a uniform random magnitude (toolkit/data/randaugment.py); 0 = off.
+    randaugment: int = Field(default=0, ge=0, le=16)
+    randaugment_shear: float = Field(default=0.1, ge=0.0, le=1.0)  # max shear factor (FixMatch: 0.3)
+    randaugment_translate: float = Field(default=0.1, ge=0.0, le=1.0)  # max shift, fraction of the side (FixMatch: 0.3)
 
     @model_validator(mode="after")
     def _ranges(self) -> "AugmentConfig":
@@ -114,6 +121,9 @@ class BatchView:
         if cfg is not None and len(x):
             x = _geometric(x, cfg, rng)
             x = _colour(x, cfg, rng)
+            if cfg.randaugment:
+                ops, draws = split_draws(rng.uniform((len(x), 2 * cfg.randaugment)), cfg.randaugment)
+                x = rand_augment(x, cfg.randaugment, ops, draws, cfg.randaugment_shear, cfg.randaugment_translate)
         mean = self.mean.to(x.device).view(1, -1, 1, 1)
         std = self.std.to(x.device).view(1, -1, 1, 1)
         x = (x - mean) / std
