@@ -72,7 +72,9 @@ def seeds_store(tmp_path_factory: pytest.TempPathFactory) -> dict:
         args = [sys.executable, "-m", "toolkit.commands.app", "run", str(RECIPES / f"{name}.toml"), "--seeds", "0,1,2",
                 "-o", str(root / name), "--no-progress", "--device", "cpu", *sum((["--set", o] for o in overrides), [])]
         proc = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=1800,
-                              env=toolkit_env(MLFLOW_TRACKING_URI=uri, TOOLKIT_SYSTEM_METRICS="0"))
+                              env=toolkit_env(MLFLOW_TRACKING_URI=uri, TOOLKIT_SYSTEM_METRICS="0",
+                                              # set here: a session fixture starts before the per-test isolation
+                                              TOOLKIT_CACHE_DIR=str(tmp_path_factory.getbasetemp() / "cache")))
         assert proc.returncode == 0, proc.stderr[-3000:]
         summary = json.loads((root / name / "seeds_summary.json").read_text())
         out["accs"][name] = [summary["per_seed"][str(s)]["acc"] for s in (0, 1, 2)]

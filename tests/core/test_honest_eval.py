@@ -20,9 +20,9 @@ TINY = ["pretrain.epochs=2", "pretrain.batch_size=256", "head_init.epochs=1", "h
         "model.hidden_dims=[32]"]
 
 
-def toolkit(args: list[str], cwd: Path, uri: str) -> subprocess.CompletedProcess[str]:
+def toolkit(args: list[str], cwd: Path, uri: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "toolkit.commands.app", *args], capture_output=True, text=True, cwd=cwd,
-                          env=toolkit_env(MLFLOW_TRACKING_URI=uri), timeout=1800)
+                          env=toolkit_env(MLFLOW_TRACKING_URI=uri, **env), timeout=1800)
 
 
 def sets(items: list[str]) -> list[str]:
@@ -38,7 +38,23 @@ def write_images(folder: Path, n: int, size: int, classes: int | None = None) ->
         Image.fromarray(img).save(target / f"img_{i:03d}.png")
 
 
-def test_oracle_flag_reaches_every_output(tmp_path: Path, mlflow_store: str) -> None:
+pytestmark = pytest.mark.xdist_group("honest_eval")  # one worker: the plain run below is made once
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One plain TINY run (transductive, no oracle) in its own store, shared by the tests that compare with it
+    or predict from it: {"out", "stdout", "uri"}."""
+    root = tmp_path_factory.mktemp("plain")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    # a module fixture starts before the per-test cache isolation: name the session's cache itself
+    cache = str(tmp_path_factory.getbasetemp() / "cache")
+    proc = toolkit(["run", str(BASELINE), *sets(TINY), "-o", str(root / "run")], root, uri, TOOLKIT_CACHE_DIR=cache)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return {"out": root / "run", "stdout": proc.stdout, "uri": uri}
+
+
+def test_oracle_flag_reaches_every_output(tmp_path: Path, mlflow_store: str, plain: dict) -> None:
     out = tmp_path / "run"
     proc = toolkit(["run", str(BASELINE), *sets(TINY + ["experiment.oracle=true"]), "-o", str(out)], tmp_path,
                    mlflow_store)
@@ -47,12 +63,11 @@ def test_oracle_flag_reaches_every_output(tmp_path: Path, mlflow_store: str) -> 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["oracle"] is True
     assert MlflowClient(mlflow_store).get_run(summary["mlflow_run_id"]).data.tags["oracle"] == "true"
-    plain = toolkit(["run", str(BASELINE), *sets(TINY), "-o", str(tmp_path / "plain")], tmp_path, mlflow_store)
-    assert "ORACLE" not in plain.stdout
-    assert json.loads((tmp_path / "plain" / "summary.json").read_text())["oracle"] is False
+    assert "ORACLE" not in plain["stdout"]
+    assert json.loads((plain["out"] / "summary.json").read_text())["oracle"] is False
 
 
-def test_split_protocol_reports_on_the_test_part(tmp_path: Path, mlflow_store: str) -> None:
+def test_split_protocol_reports_on_the_test_part(tmp_path: Path, mlflow_store: str, plain: dict) -> None:
     out = tmp_path / "run"
     proc = toolkit(["run", str(BASELINE), *sets(TINY + ["experiment.protocol=split"]), "-o", str(out)], tmp_path,
                    mlflow_store)
@@ -61,9 +76,7 @@ def test_split_protocol_reports_on_the_test_part(tmp_path: Path, mlflow_store: s
     assert (summary["n_train"], summary["n_eval"]) == (1438, 359)
     assert summary["protocol"] == "split" and "protocol split" in proc.stdout
     assert len(np.load(out / "predictions.npy")) == 359
-    transductive = toolkit(["run", str(BASELINE), *sets(TINY), "-o", str(tmp_path / "t")], tmp_path, mlflow_store)
-    assert transductive.returncode == 0
-    summary_t = json.loads((tmp_path / "t" / "summary.json").read_text())
+    summary_t = json.loads((plain["out"] / "summary.json").read_text())
     assert (summary_t["n_train"], summary_t["n_eval"]) == (1797, 1797)
 
 
@@ -83,9 +96,8 @@ def test_unlabeled_folder_trains_and_predicts_without_metrics(tmp_path: Path, ml
     assert missing_k.returncode == 2 and "[data] num_clusters" in missing_k.stderr
 
 
-def test_predict_on_a_folder_and_by_run_id(tmp_path: Path, mlflow_store: str) -> None:
-    out = tmp_path / "run"
-    assert toolkit(["run", str(BASELINE), *sets(TINY), "-o", str(out)], tmp_path, mlflow_store).returncode == 0
+def test_predict_on_a_folder_and_by_run_id(tmp_path: Path, plain: dict) -> None:
+    out, mlflow_store = plain["out"], plain["uri"]
     new = tmp_path / "new"
     write_images(new, 25, 12)  # another size than the 8x8 training images: resized
     csv_path = tmp_path / "p.csv"
