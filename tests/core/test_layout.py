@@ -8,6 +8,8 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 #: The core rooms a plugin may import: the plugin API and the public helpers (data sets and views,
 #: backbones and heads, k-means / kNN / matching).
@@ -105,3 +107,21 @@ def test_the_architecture_map_names_every_room_and_module() -> None:
     missing += [str(path.relative_to(core)) for path in core.rglob("*.py") if path.name != "__init__.py"
                 and path.parent.name not in SUMMARISED_ROOMS and path.name not in named]
     assert not missing, f"docs/architecture.md does not describe: {', '.join(sorted(missing))}"
+
+
+def test_no_tracked_file_points_outside_the_project() -> None:
+    """The project stands alone: no file names the authors' working copies or their private notes folder."""
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    forbidden = ["../" + "shared", "/" + "work/", "/" + "root/", "/" + "home/"]
+    offenders = []
+    for name in listed.stdout.splitlines():
+        path = ROOT / name
+        if not path.is_file() or path.suffix in {".png", ".npy", ".pt", ".gz", ".whl"}:
+            continue
+        text = path.read_text(errors="ignore")
+        offenders += [f"{name}: {word}" for word in forbidden if word in text]
+    assert not offenders, offenders

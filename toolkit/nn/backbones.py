@@ -77,8 +77,10 @@ class Projected(nn.Module):
         return self.proj(self.body(x))
 
 
-def _cifar_resnet(depth: int, in_channels: int) -> nn.Module:
-    """torchvision ResNet with the CIFAR stem (3x3 stride-1 conv, no max-pool) and no classifier.
+def _cifar_resnet(depth: int, in_channels: int, maxpool: bool = False) -> nn.Module:
+    """torchvision ResNet with the CIFAR stem (3x3 stride-1 conv, no max-pool) and no classifier; `maxpool`:
+    IIC's ClusterResNet stem instead (the same conv, then a 2x2 stride-2 max-pool with padding 1), which SPICE's
+    ResNet-34 and its released weights use.
 
     torchvision is imported here, not at module level: importing it costs about a second (it loads
     torch._dynamo), which every MLP / small-CNN run and every CLI call would otherwise pay."""
@@ -87,7 +89,7 @@ def _cifar_resnet(depth: int, in_channels: int) -> nn.Module:
     net = {18: models.resnet18, 34: models.resnet34}[depth](weights=None)
     net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
     nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision does
-    net.maxpool = nn.Identity()
+    net.maxpool = nn.MaxPool2d(kernel_size=2, stride=2, padding=1) if maxpool else nn.Identity()
     net.fc = nn.Identity()
     net.out_dim = 512
     return net
@@ -109,11 +111,16 @@ def _build_resnet34(cfg: BackboneConfig, in_channels: int, image_size: tuple[int
     return _cifar_resnet(34, in_channels)
 
 
+def _build_resnet34_maxpool(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
+    return _cifar_resnet(34, in_channels, maxpool=True)
+
+
 BACKBONES: dict[str, BackboneBuilder] = {
     "mlp": _build_mlp,
     "small_cnn": _build_small_cnn,
     "resnet18": _build_resnet18,
     "resnet34": _build_resnet34,
+    "resnet34_maxpool": _build_resnet34_maxpool,
 }
 
 

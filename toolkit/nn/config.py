@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 class BackboneConfig(BaseModel):
     """Which backbone to build and its few size knobs.
 
-    - ``name``: a key of ``toolkit.nn.backbones.BACKBONES`` (built-ins: mlp, small_cnn, resnet18, resnet34),
+    - ``name``: a key of ``toolkit.nn.backbones.BACKBONES`` (built-ins: mlp, small_cnn, resnet18, resnet34, resnet34_maxpool),
       or ``timm:<model>`` for any timm model (``weights`` = a local file to load into it).
     - ``hidden_dims``: layer widths of ``mlp``; the feature is the last one. Ignored by other backbones.
     - ``width``: base channel count of ``small_cnn``. Ignored by other backbones.

@@ -114,3 +114,32 @@ def test_prefix_detection_prefers_the_online_encoder() -> None:
     state = unwrap(_layouts(sd)["moco"])
     mapped, prefix = map_keys(state, set(sd))
     assert prefix == "module.encoder_q." and set(mapped) == set(sd)
+
+
+def test_spice_resnet34_weights_need_the_max_pool_stem(tmp_path: Path) -> None:
+    """SPICE's ResNet-34 (IIC's ClusterResNet) pools after the stem; a max-pool has no weights, so the keys fit
+    the plain CIFAR ResNet-34 and would load silently: the layout tells, and the plugin refuses in one line."""
+    def resnet34(name: str) -> nn.Module:
+        return build_backbone(BackboneConfig(name=name), 3, (32, 32))
+
+    torch.manual_seed(3)
+    sd = resnet34("resnet34_maxpool").state_dict()
+    torch.save({"state_dict": {f"module.feature_module.{k}": v for k, v in _scan_names(sd).items()}},
+               tmp_path / "spice34.pt")
+    ctx = SimpleNamespace(device=torch.device("cpu"), warn=print)
+    with pytest.raises(UserError) as info:
+        CheckpointPretrain(CheckpointPretrain.Options(path=str(tmp_path / "spice34.pt"))).pretrain(
+            ctx, resnet34("resnet34"))  # type: ignore[arg-type]
+    assert "\n" not in str(info.value) and "model.backbone=resnet34_maxpool" in str(info.value)
+    pooled = CheckpointPretrain(CheckpointPretrain.Options(path=str(tmp_path / "spice34.pt"))).pretrain(
+        ctx, resnet34("resnet34_maxpool")).backbone  # type: ignore[arg-type]
+    assert torch.equal(pooled.state_dict()["layer3.5.conv2.weight"], sd["layer3.5.conv2.weight"])
+    assert pooled(torch.zeros(2, 3, 32, 32)).shape == (2, 512)
+    # opting out loads into the plain backbone; SPICE's 18-layer (CIFAR) weights have no max-pool and load as is
+    CheckpointPretrain(CheckpointPretrain.Options(path=str(tmp_path / "spice34.pt"), stem_check=False)).pretrain(
+        ctx, resnet34("resnet34"))  # type: ignore[arg-type]
+    torch.save({"state_dict": {f"module.feature_module.{k}": v for k, v in _scan_names(_source()).items()}},
+               tmp_path / "spice18.pt")
+    CheckpointPretrain(CheckpointPretrain.Options(path=str(tmp_path / "spice18.pt"))).pretrain(ctx, _resnet())  # type: ignore[arg-type]
+    # the pool halves the stem's map: 32 -> 17 (kernel 2, stride 2, padding 1), as IIC's ClusterResNet
+    assert pooled.maxpool(torch.zeros(1, 64, 32, 32)).shape[-1] == 17
