@@ -41,13 +41,13 @@ def write_images(folder: Path, n: int, size: int, classes: int | None = None) ->
 pytestmark = pytest.mark.xdist_group("honest_eval")  # one worker: the plain run below is made once
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not "module": xdist interleaves other modules' tests, which would end it
 def plain(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One plain TINY run (transductive, no oracle) in its own store, shared by the tests that compare with it
-    or predict from it: {"out", "stdout", "uri"}."""
+    or predict from it (read only): {"out", "stdout", "uri"}."""
     root = tmp_path_factory.mktemp("plain")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    # a module fixture starts before the per-test cache isolation: name the session's cache itself
+    # a session fixture starts before the per-test cache isolation: name the session's cache itself
     cache = str(tmp_path_factory.getbasetemp() / "cache")
     proc = toolkit(["run", str(BASELINE), *sets(TINY), "-o", str(root / "run")], root, uri, TOOLKIT_CACHE_DIR=cache)
     assert proc.returncode == 0, proc.stderr[-2000:]
