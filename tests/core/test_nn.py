@@ -23,6 +23,7 @@ from toolkit.nn.heads import ClusterHead
         ("resnet18", 3, 32, 512),
         ("resnet18", 1, 32, 512),
         ("resnet34", 3, 32, 512),
+        ("resnet34_maxpool", 3, 32, 512),
     ],
 )
 def test_backbone_shapes(name, channels, size, dim):
@@ -48,7 +49,7 @@ def test_resnet_uses_cifar_stem():
 
 
 def test_config_validation():
-    with pytest.raises(ValidationError, match="valid names: mlp, resnet18, resnet34, small_cnn"):
+    with pytest.raises(ValidationError, match="valid names: mlp, resnet18, resnet34, resnet34_maxpool, small_cnn"):
         BackboneConfig(name="resnet1")
     with pytest.raises(ValidationError):
         BackboneConfig(name="mlp", depth=3)
