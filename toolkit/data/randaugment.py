@@ -25,10 +25,11 @@ OPS = ("identity", "autocontrast", "equalize", "rotate", "solarize", "color", "c
 ROTATE_DEGREES = 30.0
 FACTOR_RANGE = (0.05, 0.95)
 POSTERIZE_BITS = (4, 8)
-_LUMA = (0.299, 0.587, 0.114)
+_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's convert("L")
 
 
-def _gray(x: torch.Tensor) -> torch.Tensor:
+def gray(x: torch.Tensor) -> torch.Tensor:
+    """Luma of RGB images, the channel mean of others ([N, 1, H, W]); the colour views use it too."""
     if x.shape[1] != 3:
         return x.mean(dim=1, keepdim=True)
     r, g, b = x.unbind(1)
@@ -84,11 +85,11 @@ def posterize(x: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
 
 
 def color(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _blend(x, _gray(x).expand_as(x), factor) if x.shape[1] == 3 else x
+    return _blend(x, gray(x).expand_as(x), factor) if x.shape[1] == 3 else x
 
 
 def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    return _blend(x, _gray(x).mean(dim=(1, 2, 3), keepdim=True).expand_as(x), factor)
+    return _blend(x, gray(x).mean(dim=(1, 2, 3), keepdim=True).expand_as(x), factor)
 
 
 def brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
@@ -143,28 +144,27 @@ def rotate(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
     return affine(x, m)
 
 
-def shear_x(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _one_entry(x: torch.Tensor, row: int, col: int, v: torch.Tensor) -> torch.Tensor:
+    """`affine` with the identity map plus `v` at matrix entry (row, col): a shear or a shift per image."""
     m = _matrices(len(x), x.device)
-    m[:, 0, 1] = v
+    m[:, row, col] = v
     return affine(x, m)
+
+
+def shear_x(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    return _one_entry(x, 0, 1, v)
 
 
 def shear_y(x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    m = _matrices(len(x), x.device)
-    m[:, 1, 0] = v
-    return affine(x, m)
+    return _one_entry(x, 1, 0, v)
 
 
 def translate_x(x: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-    m = _matrices(len(x), x.device)
-    m[:, 0, 2] = pixels
-    return affine(x, m)
+    return _one_entry(x, 0, 2, pixels)
 
 
 def translate_y(x: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-    m = _matrices(len(x), x.device)
-    m[:, 1, 2] = pixels
-    return affine(x, m)
+    return _one_entry(x, 1, 2, pixels)
 
 
 def _magnitude(op: str, u: torch.Tensor, h: int, w: int, shear: float, translate: float) -> torch.Tensor:

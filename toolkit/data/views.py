@@ -17,9 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from toolkit.data.randaugment import rand_augment, split_draws
-
-_LUMA = (0.299, 0.587, 0.114)
+from toolkit.data.randaugment import gray, rand_augment, split_draws
 
 
 class AugmentConfig(BaseModel):
@@ -219,24 +217,17 @@ def _geometric(x: torch.Tensor, cfg: AugmentConfig, rng: _Draw) -> torch.Tensor:
 # ---- colour ------------------------------------------------------------------------------------
 
 
-def _gray(x: torch.Tensor) -> torch.Tensor:
-    if x.shape[1] != 3:
-        return x.mean(dim=1, keepdim=True)
-    r, g, b = x.unbind(1)
-    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
-
-
 def _brightness(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return (x * f.view(-1, 1, 1, 1)).clamp(0, 1)
 
 
 def _contrast(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    m = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
+    m = gray(x).mean(dim=(1, 2, 3), keepdim=True)
     return ((x - m) * f.view(-1, 1, 1, 1) + m).clamp(0, 1)
 
 
 def _saturation(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    g = _gray(x)
+    g = gray(x)
     return ((x - g) * f.view(-1, 1, 1, 1) + g).clamp(0, 1)
 
 
@@ -280,7 +271,7 @@ def _colour(x: torch.Tensor, cfg: AugmentConfig, rng: _Draw) -> torch.Tensor:
                     x[idx] = op(x[idx], factor[idx])
     if cfg.grayscale > 0 and c == 3:
         to_gray = rng.bernoulli(n, cfg.grayscale)
-        x = torch.where(to_gray.view(-1, 1, 1, 1), _gray(x).expand_as(x), x)
+        x = torch.where(to_gray.view(-1, 1, 1, 1), gray(x).expand_as(x), x)
     if cfg.blur > 0:
         x = _blur(x, cfg, rng)
     return x
