@@ -263,6 +263,28 @@ class RunContext:
                          index=index.detach().long().cpu(), labels=labels.detach().long().cpu())
 
 
+class _Lazy:
+    """A Batch field the engine may leave to first use: a view's images, features and logits are computed only
+    when some plugin reads them (a run whose plugins never read the strong view never augments or forwards it)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name, self.slot = name, "_" + name
+
+    def __get__(self, obj: "Batch | None", objtype: type | None = None) -> torch.Tensor | None:
+        if obj is None:
+            return None  # the dataclass default: not computed yet
+        value = obj.__dict__.get(self.slot)
+        if value is None:
+            if obj._view_fn is None:
+                raise AttributeError(f"Batch.{self.name} was not computed and this batch cannot compute it")
+            obj._view_fn(obj, self.name)
+            value = obj.__dict__.get(self.slot)
+        return value
+
+    def __set__(self, obj: "Batch", value: torch.Tensor | None) -> None:
+        obj.__dict__[self.slot] = value
+
+
 @dataclass
 class Batch:
     """One training batch: its images' positions in the data set, views, and the clustering head's outputs.
@@ -271,24 +293,64 @@ class Batch:
     per-image state a plugin keeps for the whole data set (e.g. `self.labels[batch.positions]`); a
     `Selection` names batch rows (0..B-1), never positions. Both logits carry the gradient (detach
     `logits_weak` when using it as a target). Extra views' features are computed lazily, without gradient,
-    through `features_of`. `epoch` is 1-based, `step` 0-based (see `RunContext.schedule`).
+    through `features_of`. `epoch` is 1-based, `step` 0-based (see `RunContext.schedule`). A view that no
+    plugin declares (`Plugin.batch_views`) is augmented and forwarded only if something reads it.
+
+    Two things make the rows a step trains on differ from the batch a paper computes its statistics over:
+    [train] sub_batch_size (the batch of B is planned once, then trained in chunks: `whole` is that batch and
+    `rows_in_whole` this chunk's rows of it) and data-parallel ranks (each holds a shard: `gather` gives every
+    rank's rows). A plugin that needs batch-wide statistics computes them on `batch.whole`, gathered, once
+    (`memo`), and takes its own rows; a plugin that does not care sees an ordinary, smaller batch.
     """
 
     positions: torch.Tensor
     epoch: int
     step: int
-    weak: torch.Tensor
-    strong: torch.Tensor
-    features_weak: torch.Tensor
-    features_strong: torch.Tensor
-    logits_weak: torch.Tensor
-    logits_strong: torch.Tensor
+    weak: torch.Tensor = _Lazy()  # type: ignore[assignment]
+    strong: torch.Tensor = _Lazy()  # type: ignore[assignment]
+    features_weak: torch.Tensor = _Lazy()  # type: ignore[assignment]
+    features_strong: torch.Tensor = _Lazy()  # type: ignore[assignment]
+    logits_weak: torch.Tensor = _Lazy()  # type: ignore[assignment]
+    logits_strong: torch.Tensor = _Lazy()  # type: ignore[assignment]
+    #: Fills in a view the engine did not compute up front (see `SlotPlugin.batch_views`): `_view_fn(self, "weak")`.
+    _view_fn: "Callable[[Batch, str], None] | None" = field(default=None, repr=False)
     _raw_fn: Callable[[], torch.Tensor] = field(repr=False, default=None)  # type: ignore[assignment]
     _encode_fn: Callable[[torch.Tensor], torch.Tensor] = field(repr=False, default=None)  # type: ignore[assignment]
     _cache: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    #: [train] sub_batch_size: the planned batch this chunk belongs to, and the chunk's rows in it.
+    whole: "Batch | None" = field(default=None, repr=False)
+    rows_in_whole: torch.Tensor | None = field(default=None, repr=False)
+    _gather_fn: Callable[[torch.Tensor], tuple[torch.Tensor, slice]] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return int(self.positions.shape[0])
+
+    def computed(self, name: str) -> torch.Tensor | None:
+        """The field `name` (e.g. "logits_strong") if it was computed, without computing it."""
+        return self.__dict__.get("_" + name)
+
+    @property
+    def planned(self) -> "Batch":
+        """The batch selection and batch-wide statistics are computed on: `whole`, or this batch itself."""
+        return self.whole if self.whole is not None else self
+
+    def own_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Rows of `x` (one per row of `planned`) that belong to this batch (all of them unless a chunk)."""
+        return x if self.rows_in_whole is None else x[self.rows_in_whole]
+
+    def gather(self, x: torch.Tensor) -> tuple[torch.Tensor, slice]:
+        """`x` (one row per row of this batch, no gradient) with every data-parallel rank's rows of the same
+        batch, in rank order, and the slice of the result that is this rank's; in one process `(x, all rows)`.
+        Call it on `planned` (all ranks must call it the same number of times, on every step)."""
+        if self._gather_fn is None:
+            return x, slice(0, int(x.shape[0]))
+        return self._gather_fn(x)
+
+    def memo(self, key: str, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """`make()` computed once per batch (e.g. targets shared by all chunks of a planned batch)."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
 
     @property
     def raw(self) -> torch.Tensor:

@@ -62,6 +62,14 @@ class Plugin(Generic[OptionsT]):
         """Trainable modules owned by the plugin: added to the self-labeling optimizer and to checkpoints."""
         return {}
 
+    def batch_views(self) -> frozenset[str]:
+        """The augmented views ("weak", "strong") whose images, features or logits this plugin reads from a
+        `Batch` (selection, calibration and generation plugins). The engine augments and forwards up front only
+        the views some plugin of the run declares, together in one forward with [train] view_forward = "joint";
+        a view read without being declared is still computed, on first use, in a forward of its own.
+        The default declares both; declare less to save a forward (GCC's generation reads only "weak")."""
+        return frozenset({"weak", "strong"})
+
     def module_lr(self, name: str, base_lr: float) -> float:
         """Learning rate of the module `modules()[name]` (default: the recipe's `[train] lr`, `base_lr`)."""
         return base_lr

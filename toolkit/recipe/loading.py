@@ -98,16 +98,24 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = Field(False, description="optimizer = sgd: Nesterov momentum (SPICE's stage 3, FixMatch)")
-    schedule: Literal["constant", "cosine", "warmup_cosine"] = Field(
+    schedule: Literal["constant", "cosine", "warmup_cosine", "fixmatch_cosine"] = Field(
         "constant", description="learning-rate schedule over the self-labeling steps (toolkit/run/lr_schedule.py)")
     warmup_epochs: float = Field(0.0, ge=0, description="schedule = warmup_cosine: epochs of linear warm-up")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine schedules: the last step's rate / the base rate")
     view_forward: Literal["joint", "separate"] = Field(
         "joint", description="joint: weak and strong views in one forward (one BatchNorm batch, as FixMatch); "
                              "separate: one forward per view (its own BatchNorm statistics, as the CDC and SCAN code)")
+    sub_batch_size: int | None = Field(
+        None, ge=1, description="plan each batch once (confidence, selection, batch-wide statistics), then train it "
+                                "in contiguous chunks of this many rows, one optimiser step each (CDC's B_s: "
+                                "B / B_s updates per batch); unset: one step per batch")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="> 0: evaluate (and save) an exponential moving "
                              "average of backbone and head, updated every step (FixMatch, SPICE's stage 3: 0.999)")
     freeze_backbone: bool = False
+    reinit: bool = Field(
+        False, description="train backbone and clustering head from fresh random weights (seeded) once the "
+                           "selection plugin has read the head-init model's predictions (epoch 1's state): the "
+                           "released SPICE code's stage 3, which trains a new network on the reliable labels")
     cached_views: int = Field(
         0, ge=0, description="freeze_backbone = true: > 0 encodes this many augmented copies of every image's weak "
                              "and strong views (and its raw view for evaluation) once, and trains and evaluates the "
@@ -118,6 +126,13 @@ class TrainConfig(_Strict):
     compile: bool = False  # torch.compile the backbone (first steps are slow while it compiles)
     channels_last: AutoFlag = "auto"  # auto: on for conv backbones on CUDA
     data_on_device: AutoFlag = "auto"  # auto: keep the uint8 images on CUDA when they fit
+
+    @field_validator("reinit")
+    @classmethod
+    def _reinit_needs_a_trainable_backbone(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and info.data.get("freeze_backbone"):
+            raise ValueError("cannot be combined with freeze_backbone = true (a frozen random backbone learns nothing)")
+        return value
 
     @field_validator("cached_views")
     @classmethod

@@ -316,6 +316,8 @@ class Engine:
         epoch_state, eval_preds, metrics = snapshot(state.epoch)
         if state.epoch == 0:
             self.events.emit("on_epoch_end", stage="self_label", epoch=0, metrics=metrics, state=None)
+            if tcfg.reinit:  # epoch 1's state (what selection reads) stays the head-init model's
+                models.reinitialise(ctx)
         elif state.history:  # resumed: the last completed epoch's training figures belong in the summary too
             metrics = {**{k: v for k, v in state.history[-1].items() if k != "epoch"}, **metrics}
         self.events.emit("on_stage_start", stage="self_label", total=tcfg.epochs)
@@ -328,7 +330,7 @@ class Engine:
             try:
                 train_metrics = train_epoch(ctx, epoch, models, optimizer, selection, calibration, generation, probe,
                                             tcfg.grad_clip, self._lr_factor(ctx), tcfg.view_forward == "separate",
-                                            frozen)
+                                            frozen, tcfg.sub_batch_size)
             except (TrainingError, UserError):
                 raise
             except Exception as exc:

@@ -11,17 +11,20 @@ import math
 
 import torch
 
-SCHEDULES = ("constant", "cosine", "warmup_cosine")
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "fixmatch_cosine")
 
 
 def lr_factor(schedule: str, step: int, total_steps: int, warmup_steps: int = 0, min_ratio: float = 0.0) -> float:
     """Multiplier of the base rate at optimiser step `step` (0-based) of `total_steps`.
 
-    cosine: from 1 down to `min_ratio` along half a cosine (FixMatch's 7/16-period variant is not used);
-    warmup_cosine: linear from 1/warmup_steps up to 1 over `warmup_steps`, then the cosine over the rest.
+    cosine: from 1 down to `min_ratio` along half a cosine; warmup_cosine: linear from 1/warmup_steps up to 1
+    over `warmup_steps`, then the cosine over the rest; fixmatch_cosine: FixMatch's cos(7 pi step / (16 total)),
+    from 1 down to cos(7 pi / 16) = 0.195 (SPICE's stage 3; `min_ratio` and warm-up do not apply).
     """
     if schedule == "constant" or total_steps <= 0:
         return 1.0
+    if schedule == "fixmatch_cosine":
+        return math.cos(7.0 * math.pi * min(step, total_steps) / (16.0 * total_steps))
     warm = warmup_steps if schedule == "warmup_cosine" else 0
     if step < warm:
         return (step + 1) / warm

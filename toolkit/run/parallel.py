@@ -90,6 +90,22 @@ class DataParallel:
         self._seen.append(mine.detach().cpu())
         return mine
 
+    def gather_rows(self, rows: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, slice]:
+        """Every rank's rows of one batch of `batch_size` rows, in rank order (so: the batch as one process
+        would see it), and the slice that is this rank's shard. For plugins that compute over the whole batch
+        what the paper computes over it (CDC's mini-cluster k-means and per-class quotas); no gradient."""
+        sizes = [len(part) for part in torch.arange(batch_size).tensor_split(self.world)]
+        if rows.shape[0] != sizes[self.rank]:
+            raise ValueError(f"rank {self.rank} holds {rows.shape[0]} rows of a {batch_size}-row batch; its shard "
+                             f"has {sizes[self.rank]}")
+        width = max(sizes)
+        padded = rows.detach().new_zeros((width, *rows.shape[1:]))
+        padded[:len(rows)] = rows.detach()
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded)
+        start = sum(sizes[:self.rank])
+        return torch.cat([part[:size] for part, size in zip(parts, sizes)]), slice(start, start + sizes[self.rank])
+
     def sync_gradients(self) -> None:
         """Average the gradients DDP does not handle (plugin modules), as DDP does for backbone and head.
         A parameter without a gradient on this rank counts as zero, so every rank sends the same layout."""
