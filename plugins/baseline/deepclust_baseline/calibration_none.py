@@ -7,3 +7,6 @@ from toolkit.api import CalibrationPlugin
 
 class NoCalibration(CalibrationPlugin):
     """No calibration: confidence and prediction are the clustering head's softmax."""
+
+    def batch_views(self) -> frozenset[str]:
+        return frozenset({"weak"})  # the default confidence: the weak view's softmax

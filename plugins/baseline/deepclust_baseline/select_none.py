@@ -11,6 +11,9 @@ from toolkit.api import Batch, Selection, SelectionPlugin
 class SelectNone(SelectionPlugin):
     """Selects no sample: the self-labeling loss is zero and other slots' losses drive training."""
 
+    def batch_views(self) -> frozenset[str]:
+        return frozenset()
+
     def select(self, batch: Batch, confidence: torch.Tensor) -> Selection:
-        empty = torch.zeros(0, dtype=torch.long, device=batch.logits_weak.device)
+        empty = torch.zeros(0, dtype=torch.long, device=batch.positions.device)
         return Selection(rows=empty, labels=empty, name="none")

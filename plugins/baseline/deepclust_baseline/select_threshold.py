@@ -31,6 +31,9 @@ class Options(BaseModel):
 class ThresholdSelection(SelectionPlugin[Options]):
     """Samples above a global confidence threshold, optionally class-balanced (SCAN self-labeling)."""
 
+    def batch_views(self) -> frozenset[str]:
+        return frozenset({"strong"})  # the cross-entropy's view; confidence comes from the calibration slot
+
     def __init__(self, options: Options | None = None) -> None:
         super().__init__(options)
         self.share: torch.Tensor | None = None  # estimated cluster shares, "estimated" balance only

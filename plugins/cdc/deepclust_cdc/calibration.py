@@ -32,6 +32,9 @@ class CDCHeadCalibration(CalibrationPlugin[Options]):
     """Dual-head calibration: a copy of the initialised clustering head, trained by L_cal + w_en L_en."""
     separate_prediction = True
 
+    def batch_views(self) -> frozenset[str]:
+        return frozenset({"weak"})  # confidence on the weak view; the loss reads the raw view (features_of)
+
     def setup(self, ctx: RunContext, head: nn.Module, feature_dim: int) -> None:
         o = self.options
         self.head = head
@@ -48,18 +51,33 @@ class CDCHeadCalibration(CalibrationPlugin[Options]):
             return self.cal(batch.features_of("weak")).float().softmax(dim=1)
 
     def loss(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """L_cal + w_en L_en on this step's rows. The mini-cluster targets are computed once per planned batch
+        over all of it (every data-parallel rank's rows gathered), as Algorithm 1 does before its B_s steps;
+        with stop-gradient the head reads the planned batch's raw features, as the code's stale z_val[J]."""
         o = self.options
-        feats = batch.features_of("raw", grad=not o.stop_gradient)
-        with torch.no_grad():
-            p_clu = self.head(feats.detach()).float().softmax(dim=1)
-            k = min(o.num_miniclusters, len(batch))
-            mini = kmeans(_normalise(feats.detach(), o.minicluster_norm), k, niter=o.kmeans_niter,
-                          nredo=o.kmeans_nredo, seed=_batch_seed(self.seed, batch.epoch, batch.step))
-            targets = minicluster_targets(p_clu, torch.as_tensor(mini.labels), k)
+        whole = batch.planned
+        targets = batch.own_rows(whole.memo("cdc_minicluster_targets", lambda: self._targets(whole)))
+        if o.stop_gradient:
+            feats = batch.own_rows(whole.features_of("raw"))
+        else:
+            feats = batch.features_of("raw", grad=True)
         self.cal.train()
         logits = self.cal(feats)
         return {"calibration": soft_cross_entropy(logits, targets),
                 "entropy": o.w_en * negative_entropy(logits, o.entropy_per_class_mean)}
+
+    def _targets(self, whole: Batch) -> torch.Tensor:
+        """Mini-cluster means of the clustering head's predictions, for the rows of `whole` (spec 3.2)."""
+        o = self.options
+        feats = whole.features_of("raw", grad=not o.stop_gradient).detach()  # the one forward the loss reuses
+        with torch.no_grad():
+            p_clu = self.head(feats).float().softmax(dim=1)
+            feats_all, own = whole.gather(feats.float())
+            p_all, _ = whole.gather(p_clu)
+            k = min(o.num_miniclusters, len(feats_all))
+            mini = kmeans(_normalise(feats_all, o.minicluster_norm), k, niter=o.kmeans_niter,
+                          nredo=o.kmeans_nredo, seed=_batch_seed(self.seed, whole.epoch, whole.step))
+            return minicluster_targets(p_all, torch.as_tensor(mini.labels), k)[own]
 
     def predict(self, features: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         o = self.options

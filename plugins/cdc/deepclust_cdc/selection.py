@@ -24,9 +24,16 @@ class Options(BaseModel):
 class CalibratedSelection(SelectionPlugin[Options]):
     """CDC's dynamic per-class selection driven by the calibration plugin's confidence."""
 
+    def batch_views(self) -> frozenset[str]:
+        return frozenset({self.options.view})
+
     def select(self, batch: Batch, confidence: torch.Tensor) -> Selection:
+        """Quotas over the whole batch: data-parallel ranks gather every rank's confidence, so M = B / C and the
+        top-M candidates are the batch's (as in one process), then each keeps the chosen rows it holds."""
         o = self.options
-        probs = confidence
-        per_class = o.per_class or max(1, len(batch) // probs.shape[1])
+        probs, own = batch.gather(confidence)
+        per_class = o.per_class or max(1, len(probs) // probs.shape[1])
         index, labels = quota_select(probs, per_class, o.ranking, o.require_argmax)
-        return Selection(rows=index, labels=labels, view=o.view)  # empty index: the loop adds a zero loss
+        mine = (index >= own.start) & (index < own.stop)
+        # an empty selection is fine: the loop adds a zero loss
+        return Selection(rows=index[mine] - own.start, labels=labels[mine], view=o.view)

@@ -29,6 +29,9 @@ DRAW_SALT = 53
 class ConditionalDDPMGeneration(GenerationPlugin[Options]):
     """Trains and samples a conditional DDPM per round; adds GCC's losses to each clustering step."""
 
+    def batch_views(self) -> frozenset[str]:
+        return frozenset({"weak"})  # the real batch's pseudo-labels and features; no strong view of real images
+
     def setup(self, ctx: RunContext, head: torch.nn.Module, feature_dim: int) -> None:
         o = self.options
         data = ctx.data

@@ -71,6 +71,9 @@ class SpiceReliableSelection(SelectionPlugin[Options]):
         ctx.publish_labels("self_label", epoch, "reliable_label", index=index, labels=labels.cpu()[index])
         ctx.publish_labels("self_label", epoch, "all_label", index=torch.arange(len(labels)), labels=labels.cpu())
 
+    def batch_views(self) -> frozenset[str]:
+        return frozenset({self.options.reliable_view, "strong"})  # reliable CE, then FixMatch's strong view
+
     def select(self, batch: Batch, confidence: torch.Tensor) -> list[Selection]:
         o = self.options
         assert self.reliable is not None, "on_epoch_start must run before select"
