@@ -52,6 +52,17 @@ def test_kmeans_k_larger_than_n():
         kmeans(np.zeros((3, 2)), 4)
 
 
+def test_kmeans_trains_on_every_point_when_asked():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal(0, 1, (3000, 2)), rng.normal(8, 1, (3000, 2))]).astype(np.float32)
+
+    def gap(result) -> float:  # centroid vs the mean of the points assigned to it (0 at a Lloyd fixed point)
+        return max(float(np.abs(result.centroids[c] - x[result.labels == c].mean(0)).max()) for c in range(2))
+
+    assert gap(kmeans(x, 2, niter=30, seed=0, sample_per_centroid=None)) < 1e-4
+    assert gap(kmeans(x, 2, niter=30, seed=0)) > 1e-3  # faiss's default: fit to 256 sampled points per centroid
+
+
 def test_knn_l2_exact():
     x = np.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [7.0, 0.0]])
     dist, idx = knn(x, 2, metric="l2")

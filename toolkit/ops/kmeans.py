@@ -39,6 +39,9 @@ TORCH_MAX_POINTS = 16_384
 TORCH_MAX_TABLE = 2**26
 
 
+#: faiss's default training sample per centroid (`kmeans(sample_per_centroid=None)` trains on every point).
+FAISS_SAMPLE = 256
+
 #: faiss clusters at most this many points on a single thread (see the module docstring).
 SINGLE_THREAD_MAX_POINTS = 4096
 
@@ -78,14 +81,17 @@ def kmeans(
     gpu: bool | None = None,
     init: Literal["kmeans++", "random"] = "kmeans++",
     backend: Backend = "auto",
+    sample_per_centroid: int | None = FAISS_SAMPLE,
 ) -> KMeansResult:
     """Cluster rows of ``x`` (numpy or torch, any device) into ``k`` groups; same seed, same result.
 
     ``spherical=True`` L2-normalises the inputs and keeps unit-norm centroids (cosine k-means);
     points are then assigned by largest inner product. ``init="kmeans++"`` (default) avoids the
     merged-clusters minima that faiss's random init often hits; older faiss builds without it
-    fall back to random init. faiss trains on at most 256 points per
-    centroid (its default sampling); every point is assigned afterwards. ``gpu`` (faiss only): None =
+    fall back to random init. ``sample_per_centroid``: faiss trains on a random sample of at most this many
+    points per centroid (256, its default) and assigns every point afterwards; None trains on all points
+    (CDC's layer-2 init on CIFAR-10 would otherwise fit 10 centroids to 2,560 of 60,000 activations).
+    The torch backend always uses every point. ``gpu`` (faiss only): None =
     a faiss GPU index when faiss has one and ``x`` is a CUDA tensor. ``backend``: see `pick_backend`;
     the torch backend always uses k-means++ init.
     """
@@ -106,7 +112,8 @@ def kmeans(
         raise ValueError(f"unknown init {init!r}; use 'kmeans++' or 'random'")
     km = faiss.Kmeans(
         d, k, niter=niter, nredo=nredo, seed=seed, spherical=spherical,
-        min_points_per_centroid=1, verbose=False, **extra,
+        min_points_per_centroid=1, verbose=False,
+        max_points_per_centroid=sample_per_centroid if sample_per_centroid is not None else n // k + 1, **extra,
     )
     if _gpu.use_gpu(gpu, x):  # a flat index on the input's GPU, with the process's shared resources
         km.index = _gpu.flat_index(d, spherical, _gpu.gpu_id(x))

@@ -40,6 +40,14 @@ class Options(BaseModel):
         "inertia", description="which of the nredo restarts of the C-way k-means is kept: lowest inertia (spec) "
         "or, among those within restart_tolerance of it, the most even cluster sizes (assumes balanced clusters)")
     restart_tolerance: float = Field(0.01, ge=0, description="restart_pick = balanced: relative inertia margin")
+    kmeans_sample: int | None = Field(
+        None, ge=1, description="k-means trains on at most this many points per centroid (faiss's sampling; 256 "
+        "is faiss's default); unset: every image, as the released code (at CIFAR-10 size the C-way k-means "
+        "would otherwise see 2,560 of 60,000 activations)")
+    variant: Literal["conference", "arxiv"] = Field(
+        "conference", description="conference (and released code): k-means of row-normalised features, then "
+        "of ReLU(BN(h)), row-normalised; arxiv (arXiv:2403.02998 as written): k-means of the raw features, then "
+        "of the raw pre-BN hidden layer h = z W1^T, no normalisation (hidden_normalise is then ignored)")
 
 
 class PrototypeHeadInit(HeadInitPlugin[Options]):
@@ -61,8 +69,11 @@ class PrototypeHeadInit(HeadInitPlugin[Options]):
         need = hidden or ctx.num_clusters
         if need > n:
             raise PluginError(f"head_init prototype: {need} prototypes need at least as many images, got {n}")
-        km = dict(niter=o.niter, nredo=o.nredo, seed=ctx.seed, unit=o.unit_prototypes)
+        arxiv = o.variant == "arxiv"
+        km = dict(niter=o.niter, nredo=o.nredo, seed=ctx.seed, unit=o.unit_prototypes, sample=o.kmeans_sample,
+                  normalise="none" if arxiv else "zscore_l2")
         km_c = dict(km, pick=o.restart_pick, tolerance=o.restart_tolerance)  # the C-way k-means only
+        hidden_norm = "none" if arxiv else o.hidden_normalise
         sep = dict(steps=o.ortho_steps if o.orthogonalize else 0, scale=o.ortho_scale, lr=o.ortho_lr)
         phases = _Phases(ctx, feats.device)
         with torch.no_grad():
@@ -74,13 +85,12 @@ class PrototypeHeadInit(HeadInitPlugin[Options]):
                 if o.hidden_from == "separated":
                     w_first = phases.separate("first", w_first, sep)
                 # A fresh BN in eval mode is the identity (up to sqrt(1 + eps)), so ReLU(BN(h)) = ReLU(h).
-                activ = torch.relu(feats @ w_first.t())
+                activ = feats @ w_first.t() if arxiv else torch.relu(feats @ w_first.t())
+                last = dict(km_c, normalise=hidden_norm)
                 if o.last_init == "feature_kmeans":
-                    w_last = phases.run("kmeans_last", lambda: group_means(
-                        activ, feats, ctx.num_clusters, normalise=o.hidden_normalise, **km_c))
+                    w_last = phases.run("kmeans_last", lambda: group_means(activ, feats, ctx.num_clusters, **last))
                 else:
-                    w_last = phases.run("kmeans_last", lambda: prototypes(
-                        activ, ctx.num_clusters, normalise=o.hidden_normalise, **km_c))
+                    w_last = phases.run("kmeans_last", lambda: prototypes(activ, ctx.num_clusters, **last))
         if w_first is not None:
             _fill(head.first, w_first if o.hidden_from == "separated" else phases.separate("first", w_first, sep))
         _fill(head.last, phases.separate("last", w_last, sep))

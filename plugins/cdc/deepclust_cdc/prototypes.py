@@ -41,7 +41,7 @@ Pick = Literal["inertia", "balanced"]
 
 
 def kmeans_restarts(x: torch.Tensor, k: int, *, niter: int, nredo: int, seed: int, pick: Pick = "inertia",
-                    tolerance: float = 0.01) -> KMeansResult:
+                    tolerance: float = 0.01, sample: int | None = None) -> KMeansResult:
     """k-means of `x` (already normalised) with `nredo` restarts, one kept by `pick`:
     "inertia" = the lowest (the spec, faiss's own choice), "balanced" = of the restarts within `tolerance`
     (relative) of the lowest inertia, the one with the most even cluster sizes (largest size entropy).
@@ -50,10 +50,11 @@ def kmeans_restarts(x: torch.Tensor, k: int, *, niter: int, nredo: int, seed: in
     the restarts fall into a good mode and modes that merge two classes and split a third, with inertias
     a fraction of a percent apart, so inertia alone picks a merged mode on about half the seeds, while the
     merged modes have one cluster twice as large (benchmarks/RESULTS.md, "restart pick").
+    `sample`: faiss's training sample per centroid (None: every point, as the released code's scikit-learn).
     """
     if pick == "inertia":
-        return kmeans(x, k, niter=niter, nredo=nredo, seed=seed)
-    runs = [kmeans(x, k, niter=niter, nredo=1, seed=seed + 7919 * r) for r in range(nredo)]
+        return kmeans(x, k, niter=niter, nredo=nredo, seed=seed, sample_per_centroid=sample)
+    runs = [kmeans(x, k, niter=niter, nredo=1, seed=seed + 7919 * r, sample_per_centroid=sample) for r in range(nredo)]
     return most_balanced(runs, k, tolerance)
 
 
@@ -73,24 +74,25 @@ def most_balanced(runs: list[KMeansResult], k: int, tolerance: float) -> KMeansR
 
 def prototypes(x: torch.Tensor, k: int, *, niter: int, nredo: int, seed: int,
                normalise: Normalise = "zscore_l2", unit: bool = False, pick: Pick = "inertia",
-               tolerance: float = 0.01) -> torch.Tensor:
+               tolerance: float = 0.01, sample: int | None = None) -> torch.Tensor:
     """k centroids of normalised `x` (k-means++, `nredo` restarts kept by `pick`), as a float tensor on x's
     device; `unit`: each centroid scaled to unit L2 norm."""
     result = kmeans_restarts(normalise_rows(x, normalise), k, niter=niter, nredo=nredo, seed=seed, pick=pick,
-                             tolerance=tolerance)
+                             tolerance=tolerance, sample=sample)
     centroids = torch.as_tensor(result.centroids, device=x.device)
     return F.normalize(centroids, dim=1) if unit else centroids
 
 
 def group_means(x: torch.Tensor, by: torch.Tensor, k: int, *, niter: int, nredo: int, seed: int,
                 normalise: Normalise = "zscore_l2", unit: bool = False, pick: Pick = "inertia",
-                tolerance: float = 0.01) -> torch.Tensor:
+                tolerance: float = 0.01, sample: int | None = None) -> torch.Tensor:
     """Means of normalised `x` over the k clusters of a k-means on row-normalised `by` (same rows).
 
     A label-free alternative to k-means on `x` itself: the CDC head's last layer then carries the
     feature-space partition into the hidden space instead of re-clustering the hidden activations.
     """
-    result = kmeans_restarts(row_normalise(by), k, niter=niter, nredo=nredo, seed=seed, pick=pick, tolerance=tolerance)
+    result = kmeans_restarts(row_normalise(by), k, niter=niter, nredo=nredo, seed=seed, pick=pick, tolerance=tolerance,
+                             sample=sample)
     labels = torch.as_tensor(result.labels, device=x.device, dtype=torch.long)
     xn = normalise_rows(x, normalise)
     sums = torch.zeros(k, xn.shape[1], device=x.device).index_add_(0, labels, xn)

@@ -54,12 +54,21 @@ def test_random_head_does_not_reproduce_kmeans() -> None:
 
 
 def test_linear_property1_exact_on_unit_prototypes() -> None:
-    """Property 1 itself: with equal-norm prototypes W, argmax Wz is the nearest prototype of z."""
-    feats, _ = _blobs(k=5, seed=3)
-    z = row_normalise(feats)
-    w = row_normalise(torch.randn(5, 16))
-    nearest = torch.cdist(z, w).argmin(1)
-    assert torch.equal((z @ w.t()).argmax(1), nearest)
+    """Property 1 on the plugin's own head: with unit_prototypes the linear head's argmax is the nearest of its
+    prototypes for every image, even on data with no cluster structure; k-means centroids of unequal norm
+    (the default) break it on some images."""
+    feats = torch.randn(300, 16, generator=torch.Generator().manual_seed(0))
+
+    def agreement(unit: bool) -> float:
+        options = PrototypeHeadInit.Options(nredo=2, orthogonalize=False, unit_prototypes=unit)
+        head = PrototypeHeadInit(options).init_head(_ctx(5, None), None, feats, None)  # type: ignore[arg-type]
+        head.eval()
+        with torch.no_grad():
+            out = head(feats).argmax(1)
+        return float((out == torch.cdist(feats, head.last.weight).argmin(1)).float().mean())
+
+    assert agreement(unit=True) == 1.0
+    assert agreement(unit=False) < 1.0
 
 
 def test_separation_pushes_prototypes_apart() -> None:
@@ -172,3 +181,17 @@ def test_most_balanced_takes_even_sizes_within_the_tolerance_only() -> None:
     assert most_balanced([merged, even, perfect], 4, 0.0) is merged
     assert most_balanced([merged, even, perfect], 4, 0.01) is even
     assert most_balanced([even, merged, perfect], 4, 0.1) is perfect
+
+
+@pytest.mark.parametrize("variant", ["conference", "arxiv"])
+def test_init_variants_cluster_what_their_paper_version_says(variant: str) -> None:
+    """conference: k-means of row-normalised z, then of row-normalised ReLU(h); arxiv: of raw z, then raw h = z W1^T."""
+    feats, _ = _blobs()
+    plugin = PrototypeHeadInit(PrototypeHeadInit.Options(nredo=2, niter=30, orthogonalize=False, variant=variant))
+    head = plugin.init_head(_ctx(4, 8), None, feats, None)  # type: ignore[arg-type]
+    arxiv = variant == "arxiv"
+    w1 = kmeans(feats if arxiv else row_normalise(feats), 8, niter=30, nredo=2, seed=0).centroids
+    assert torch.allclose(head.first.weight, torch.as_tensor(w1), atol=1e-5)
+    h = feats @ torch.as_tensor(w1).t()
+    w2 = kmeans(h if arxiv else row_normalise(torch.relu(h)), 4, niter=30, nredo=2, seed=0).centroids
+    assert torch.allclose(head.last.weight, torch.as_tensor(w2), atol=1e-4)
