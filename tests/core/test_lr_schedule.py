@@ -32,6 +32,8 @@ def test_curves() -> None:
     warm = [lr_factor("warmup_cosine", s, 10, warmup_steps=4) for s in range(10)]
     assert warm[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0]) and warm[4] == pytest.approx(1.0)
     assert all(a > b for a, b in zip(warm[4:], warm[5:]))
+    fixmatch = [lr_factor("fixmatch_cosine", s, 16) for s in (0, 8, 16)]  # cos(7 pi k / (16 K))
+    assert fixmatch == pytest.approx([1.0, math.cos(7 * math.pi / 32), math.cos(7 * math.pi / 16)])
 
 
 def test_options_validate() -> None:

@@ -80,9 +80,20 @@ def test_consistency_ratio_and_reliability_rule_paper_and_code_variants() -> Non
     assert paper.tolist() == [True, True, True, False, False, False]  # r > lambda
     code = reliable_mask(ratio, conf, labels, threshold=0.5, strict=False, min_confidence=0.99, balance=False, rng=rng)
     assert code.tolist() == [True, False, True, True, True, False]   # r >= lambda and conf > 0.99
-    balanced = reliable_mask(ratio, conf, labels, threshold=0.5, strict=False, min_confidence=0.99, balance=True,
-                             rng=rng)
-    assert balanced.sum() == 4 and balanced[3] and balanced[4]  # cluster 0 cut to cluster 1's size (2)
+    # balance: with row 1 confident too, cluster 0 has 3 reliable rows (0, 1, 2) and cluster 1 has 2 (3, 4);
+    # cluster 0 is cut at random to 2 of its 3, cluster 1 kept whole
+    conf[1] = 0.999
+    unbalanced = reliable_mask(ratio, conf, labels, threshold=0.5, strict=False, min_confidence=0.99, balance=False,
+                               rng=rng)
+    assert unbalanced.tolist() == [True, True, True, True, True, False]
+    kept_of_zero = set()
+    for seed in range(20):
+        balanced = reliable_mask(ratio, conf, labels, threshold=0.5, strict=False, min_confidence=0.99, balance=True,
+                                 rng=np.random.default_rng(seed))
+        assert balanced.sum() == 4 and balanced[3] and balanced[4] and not balanced[5]
+        assert balanced[:3].sum() == 2
+        kept_of_zero.add(tuple(np.flatnonzero(balanced[:3]).tolist()))
+    assert len(kept_of_zero) > 1  # a random cut, not always the same rows
 
 
 def test_neighbours_include_self_only_when_asked() -> None:
