@@ -21,6 +21,7 @@ from toolkit.api import Checkpointed, PretrainPlugin, PretrainResult, RunContext
 from toolkit.data.views import AugmentConfig
 
 PRETRAIN_SALT = 1
+SHUFFLE_SALT = 2
 
 
 class Options(BaseModel):
@@ -40,6 +41,12 @@ class Options(BaseModel):
     projection_dim: int = Field(256, ge=2)
     projector_bn: bool = Field(True, description="BN in the projector (paper yes, released config no)")
     symmetric: bool = Field(True, description="MoCo V2+: both views act as query and key")
+    batch_norm: Literal["joint", "per_view", "shuffle"] = Field(
+        "joint", description="BatchNorm batches of the two views: joint (one batch of 2B), per_view (each view "
+        "its own forward: solo-learn's MoCo V2+, CDC's pretraining), shuffle (MoCo's shuffle-BN on one device: "
+        "each view in bn_groups groups normalised on their own, the key batch permuted across the groups so "
+        "a query and its positive key never share statistics; SPICE's 4-GPU MoCo)")
+    bn_groups: int = Field(4, ge=2, description="batch_norm = shuffle: simulated devices (SPICE: 4 GPUs x 32)")
     view: Literal["weak", "strong"] = Field("strong", description="which [views.*] augmentation makes the pairs")
     augment: AugmentConfig | None = Field(None, description="[pretrain.augment]: the pairs' own augmentation, "
                                           "instead of the `view` one (a pretext may want stronger pairs than "
@@ -59,6 +66,26 @@ def lr_at(o: Options, step: int, total: int, steps_per_epoch: int) -> float:
         return base * (step + 1) / warm
     progress = (step - warm) / max(total - warm, 1)
     return base * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def encode_pair(net: nn.Module, x1: torch.Tensor, x2: torch.Tensor, mode: str, groups: int,
+                shuffle: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both views through `net`, BatchNorm statistics as `mode` says (see Options.batch_norm). With `shuffle`
+    (the key encoder under shuffle-BN) each view's rows are permuted before the groups and put back after."""
+    if mode == "joint":
+        z1, z2 = net(torch.cat([x1, x2])).chunk(2)
+        return z1, z2
+    if mode == "per_view":
+        return net(x1), net(x2)
+    outs = []
+    for x in (x1, x2):
+        order = torch.randperm(len(x), generator=shuffle).to(x.device) if shuffle is not None else None
+        rows = x[order] if order is not None else x
+        z = torch.cat([net(part) for part in rows.chunk(groups)])
+        if order is not None:
+            z = torch.empty_like(z).index_copy_(0, order, z)  # row order[i] of the batch is z[i]
+        outs.append(z)
+    return outs[0], outs[1]
 
 
 @torch.no_grad()
@@ -94,6 +121,7 @@ class MoCoV2Pretrain(PretrainPlugin[Options]):
         step = (loop.resumed_from or 0) * steps_per_epoch
         for epoch in loop:
             gen = epoch.generator
+            shuffle = epoch.generator_for(SHUFFLE_SALT) if o.batch_norm == "shuffle" else None
             running = torch.zeros((), device=ctx.device)
             count = 0
             for index in ctx.batches(gen, o.batch_size, drop_last=True):
@@ -102,9 +130,9 @@ class MoCoV2Pretrain(PretrainPlugin[Options]):
                 for group in opt.param_groups:
                     group["lr"] = lr_at(o, step, total, steps_per_epoch)
                 with autocast(ctx.device):
-                    q1, q2 = query(torch.cat([x1, x2])).float().chunk(2)
+                    q1, q2 = (z.float() for z in encode_pair(query, x1, x2, o.batch_norm, o.bn_groups))
                     with torch.no_grad():
-                        k1, k2 = key(torch.cat([x1, x2])).float().chunk(2)
+                        k1, k2 = (z.float() for z in encode_pair(key, x1, x2, o.batch_norm, o.bn_groups, shuffle))
                 loss = moco_infonce(q1, k2, queue.keys, o.temperature)
                 if o.symmetric:
                     loss = (loss + moco_infonce(q2, k1, queue.keys, o.temperature)) / 2
