@@ -48,6 +48,29 @@ def test_resnet_uses_cifar_stem():
     assert isinstance(net.maxpool, torch.nn.Identity) and isinstance(net.fc, torch.nn.Identity)
 
 
+def test_sobel_front_end_sees_grey_gradients_only():
+    """IIC/PICA's Sobel: a flat image gives zero gradients, a vertical edge only G_x, and two images with the
+    same grey level but different colours give the same features (colour is no cue); nothing in it trains."""
+    torch.manual_seed(0)
+    net = build_backbone(BackboneConfig(name="resnet34_maxpool", sobel=True), 3, (16, 16)).eval()
+    assert net.out_dim == 512 and net.body.conv1.in_channels == 2
+    assert {n for n, _ in net.named_buffers()} >= {"grey", "kernels"}
+    assert not any("grey" in n or "kernels" in n for n, _ in net.named_parameters())
+    flat = torch.full((1, 3, 8, 8), 0.3)
+    edge = torch.zeros(1, 3, 8, 8)
+    edge[..., 4:] = 1.0
+    grads = torch.nn.functional.conv2d(torch.nn.functional.conv2d(edge, net.grey), net.kernels, padding=1)
+    assert torch.count_nonzero(torch.nn.functional.conv2d(torch.nn.functional.conv2d(flat, net.grey), net.kernels,
+                                                          padding=1)[..., 1:-1, 1:-1]) == 0
+    assert grads[0, 0, 1:-1, 3:5].abs().min() > 0 and torch.count_nonzero(grads[0, 1, 1:-1, 1:-1]) == 0
+    x = torch.rand(2, 3, 16, 16)
+    recoloured = x[:, [2, 0, 1]]  # same grey level (the channels' mean), other colours
+    with torch.no_grad():
+        assert torch.allclose(net(x), net(recoloured), atol=1e-5)
+        plain = build_backbone(BackboneConfig(name="resnet34_maxpool"), 3, (16, 16)).eval()
+        assert not torch.allclose(plain(x), plain(recoloured), atol=1e-3)
+
+
 def test_config_validation():
     with pytest.raises(ValidationError, match="valid names: mlp, resnet18, resnet34, resnet34_maxpool, small_cnn"):
         BackboneConfig(name="resnet1")

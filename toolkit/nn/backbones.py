@@ -64,6 +64,24 @@ class SmallCNN(nn.Module):
         return self.net(x)
 
 
+class Sobel(nn.Module):
+    """A backbone behind IIC's and PICA's fixed Sobel front end: grey = the channels' mean (PICA's 1x1 conv with
+    weights 1/3), then its horizontal and vertical Sobel gradients, padded to keep the size. Buffers, not
+    parameters: nothing trains or re-initialises them."""
+
+    def __init__(self, body: nn.Module, in_channels: int):
+        super().__init__()
+        self.body = body
+        gx = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+        self.register_buffer("grey", torch.full((1, in_channels, 1, 1), 1.0 / in_channels))
+        self.register_buffer("kernels", torch.stack([gx, gx.t()]).unsqueeze(1))  # [2, 1, 3, 3]: G_x, G_y
+        self.out_dim = int(body.out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grey = nn.functional.conv2d(x, self.grey.to(x.dtype))
+        return self.body(nn.functional.conv2d(grey, self.kernels.to(x.dtype), padding=1))
+
+
 class Projected(nn.Module):
     """A backbone followed by Linear-BN-ReLU to a chosen feature size (``BackboneConfig.out_dim``)."""
 
@@ -80,7 +98,7 @@ class Projected(nn.Module):
 def _cifar_resnet(depth: int, in_channels: int, maxpool: bool = False) -> nn.Module:
     """torchvision ResNet with the CIFAR stem (3x3 stride-1 conv, no max-pool) and no classifier; `maxpool`:
     IIC's ClusterResNet stem instead (the same conv, then a 2x2 stride-2 max-pool with padding 1), which SPICE's
-    ResNet-34 and its released weights use.
+    ResNet-34 and its released weights use, and PICA's ResNet-34 (DRC's network; with `[model] sobel`).
 
     torchvision is imported here, not at module level: importing it costs about a second (it loads
     torch._dynamo), which every MLP / small-CNN run and every CLI call would otherwise pay."""
@@ -133,10 +151,13 @@ def register_backbone(name: str, builder: BackboneBuilder) -> None:
 
 def build_backbone(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
     """Build the named backbone (plus the optional projection); the result has an int ``out_dim``."""
+    channels = 2 if cfg.sobel else in_channels  # the Sobel front end hands the backbone two gradient channels
     if is_timm_name(cfg.name):
-        module = build_timm(cfg.name, in_channels, cfg.weights)
+        module = build_timm(cfg.name, channels, cfg.weights)
     else:
-        module = BACKBONES[cfg.name](cfg, in_channels, tuple(image_size))
+        module = BACKBONES[cfg.name](cfg, channels, tuple(image_size))
+    if cfg.sobel:
+        module = Sobel(module, in_channels)
     if not isinstance(getattr(module, "out_dim", None), int):
         raise TypeError(f"backbone {cfg.name!r} did not set an int attribute out_dim")
     if cfg.out_dim is not None:

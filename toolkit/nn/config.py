@@ -14,6 +14,8 @@ class BackboneConfig(BaseModel):
     - ``width``: base channel count of ``small_cnn``. Ignored by other backbones.
     - ``out_dim``: when set, a Linear-BatchNorm-ReLU projection to this size is appended to any backbone;
       when None the feature size is the architecture's own (``module.out_dim`` tells it).
+    - ``sobel``: IIC's and PICA's fixed front end before the backbone: the image's grey level, then its
+      horizontal and vertical Sobel gradients (2 channels), so colour cannot be a clustering cue.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -23,6 +25,7 @@ class BackboneConfig(BaseModel):
     width: int = Field(default=64, ge=1)
     out_dim: int | None = Field(default=None, ge=1)
     weights: str | None = None  # local weight file for timm backbones (never downloaded)
+    sobel: bool = False
 
     @field_validator("name")
     @classmethod

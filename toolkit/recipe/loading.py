@@ -64,6 +64,8 @@ class ModelConfig(_Strict):
     out_dim: int | None = Field(None, ge=1)
     weights: str | None = None
     head_hidden_dim: int | None = Field(None, ge=1)
+    sobel: bool = Field(False, description="IIC's / PICA's fixed Sobel front end: grey level, then its two Sobel "
+                                           "gradients, before the backbone (colour is then no clustering cue)")
 
     @field_validator("backbone")
     @classmethod
@@ -79,7 +81,7 @@ class ModelConfig(_Strict):
 
     def backbone_config(self) -> BackboneConfig:
         return BackboneConfig(name=self.backbone, hidden_dims=self.hidden_dims, width=self.width, out_dim=self.out_dim,
-                              weights=self.weights)
+                              weights=self.weights, sobel=self.sobel)
 
 
 class ViewsConfig(_Strict):
