@@ -36,12 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 #: name -> [head_init] options over the recipe's ("head_hidden_dim" sets the head's hidden width H, i.e.
 #: the number of layer-1 prototypes, instead)
 VARIANTS: dict[str, dict] = {
-    "recipe (spec algorithm)": {},
+    "recipe (code algorithm)": {},
     "3 k-means restarts (recipe before 2026-11-25)": {"nredo": 3},
     "only k-means (no separation)": {"orthogonalize": False},
-    "300 k-means iterations (spec)": {"niter": 300},
+    "300 k-means iterations (code)": {"niter": 300},
     "separation steps 200": {"ortho_steps": 200},
-    "separation steps 2000 (spec)": {"ortho_steps": 2000},
+    "separation steps 2000 (code)": {"ortho_steps": 2000},
     "hidden_normalise = l2": {"hidden_normalise": "l2"},
     "hidden_normalise = none": {"hidden_normalise": "none"},
     "unit_prototypes": {"unit_prototypes": True},

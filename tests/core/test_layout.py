@@ -109,6 +109,9 @@ def test_the_architecture_map_names_every_room_and_module() -> None:
     assert not missing, f"docs/architecture.md does not describe: {', '.join(sorted(missing))}"
 
 
+PRIVATE_NOTES = re.compile(r"\bspecs? ?(?:section |§ ?|P-?\d|\d)|\(spec\b|\bthe spec'?s?\b", re.IGNORECASE)
+
+
 def test_no_tracked_file_points_outside_the_project() -> None:
     """The project stands alone: no file names the authors' working copies or their private notes folder."""
     import subprocess
@@ -124,4 +127,7 @@ def test_no_tracked_file_points_outside_the_project() -> None:
             continue
         text = path.read_text(errors="ignore")
         offenders += [f"{name}: {word}" for word in forbidden if word in text]
+        # section or pitfall numbers of the authors' private method notes ("spec 2.5", "spec P-11"): cite the paper
+        if name != "tests/core/test_layout.py":  # this file spells the pattern out
+            offenders += [f"{name}: {m.group(0)!r}" for m in PRIVATE_NOTES.finditer(text)]
     assert not offenders, offenders

@@ -208,7 +208,10 @@ class GenerationPlugin(Plugin[OptionsT]):
         """Called before each self-labeling epoch; `state.epoch` is the epoch about to start (1-based)."""
 
     def loss(self, batch: Batch, forward: Any) -> dict[str, torch.Tensor]:
-        """Extra, already weighted loss terms (scalar tensors) by name for this batch."""
+        """Extra, already weighted loss terms (scalar tensors) by name for this batch. `forward(images)` runs
+        the training backbone and clustering head (features, logits) with gradient; `forward(images,
+        keep_bn_statistics=True)` leaves their BatchNorm running statistics to the real data (for images that
+        are not the data, e.g. generated ones)."""
         return {}
 
 

@@ -114,6 +114,10 @@ class TrainConfig(_Strict):
     ema_decay: float = Field(0.0, ge=0, lt=1, description="> 0: evaluate (and save) an exponential moving "
                              "average of backbone and head, updated every step (FixMatch, SPICE's stage 3: 0.999)")
     freeze_backbone: bool = False
+    bn_recalibrate: bool = Field(
+        False, description="before every evaluation, re-estimate the BatchNorm running statistics of backbone and "
+                           "head from a pass over the real training images (raw view): for training forwards that "
+                           "are not the data, such as GCC's generated images (toolkit/nn/batch_norm.py)")
     reinit: bool = Field(
         False, description="train backbone and clustering head from fresh random weights (seeded) once the "
                            "selection plugin has read the head-init model's predictions (epoch 1's state): the "

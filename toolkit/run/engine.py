@@ -41,6 +41,7 @@ from toolkit.run.contract import Call
 from toolkit.run.guard import plugin_call
 from toolkit.api.slots import SLOTS, CalibrationPlugin, GenerationPlugin, HeadInitPlugin, Plugin, PretrainPlugin, PretrainResult, SelectionPlugin
 from toolkit.run.lr_schedule import lr_factor, remember_base_rates
+from toolkit.nn.batch_norm import recalibrate
 from toolkit.run.self_label import Models, Probe, train_epoch
 from toolkit.nn.backbones import build_backbone
 from toolkit.nn.heads import ClusterHead
@@ -300,6 +301,8 @@ class Engine:
 
         def snapshot(epoch: int) -> tuple[EpochState, Predictions, dict[str, float]]:
             backbone, head = models.eval_backbone, models.eval_head  # the EMA with [train] ema_decay
+            if tcfg.bn_recalibrate and frozen is None:
+                recalibrate(backbone, head, images, ctx.views.raw, ctx.device, backbone_frozen=tcfg.freeze_backbone)
             preds = predict(images, ctx.views.raw, backbone, head, calibration, ctx.device,
                             features=frozen.train_raw if frozen is not None else None)
             eval_preds = preds if same_set else predict(eval_images, ctx.views.raw, backbone, head, calibration,

@@ -17,6 +17,7 @@ from torch import nn
 from toolkit.api.context import Batch, RunContext, Selection
 from toolkit.api.precision import autocast
 from toolkit.errors import TrainingError
+from toolkit.nn.batch_norm import frozen_statistics
 from toolkit.run import contract
 from toolkit.run.contract import Call
 from toolkit.run.guard import plugin_call
@@ -83,7 +84,12 @@ class Models:
         """The head (its training wrapper under data parallel) on features the backbone already made."""
         return (self.train_head if self.train_head is not None else self.head)(feats)
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, images: torch.Tensor, keep_bn_statistics: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, logits) of the training modules; `keep_bn_statistics`: their BatchNorm running statistics
+        stay as they were (the batch still normalises itself), for images that are not the data."""
+        if keep_bn_statistics:
+            with frozen_statistics(self.backbone, self.head):
+                return self.forward(images)
         backbone = self.train_backbone if self.train_backbone is not None else self.backbone
         head = self.train_head if self.train_head is not None else self.head
         if self.freeze_backbone:

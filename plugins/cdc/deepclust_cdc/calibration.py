@@ -1,5 +1,5 @@
 """Calibration `cdc_head`: CDC's second head, trained on mini-cluster-averaged predictions of the
-clustering head (spec 3), gives the confidence selection trusts and the final prediction."""
+clustering head (arXiv:2403.02998 Section 3.2), gives the confidence selection trusts and the final prediction."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class CDCHeadCalibration(CalibrationPlugin[Options]):
                 "entropy": o.w_en * negative_entropy(logits, o.entropy_per_class_mean)}
 
     def _targets(self, whole: Batch) -> torch.Tensor:
-        """Mini-cluster means of the clustering head's predictions, for the rows of `whole` (spec 3.2)."""
+        """Mini-cluster means of the clustering head's predictions, for the rows of `whole` (Section 3.2)."""
         o = self.options
         feats = whole.features_of("raw", grad=not o.stop_gradient).detach()  # the one forward the loss reuses
         with torch.no_grad():

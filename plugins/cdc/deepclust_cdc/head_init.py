@@ -1,4 +1,5 @@
-"""Head-init `prototype`: CDC's feature-prototype initialisation of the clustering head (spec 2.5)."""
+"""Head-init `prototype`: CDC's feature-prototype initialisation of the clustering head
+(arXiv:2403.02998 Section 3.1, with the details the released code settles)."""
 
 from __future__ import annotations
 
@@ -22,22 +23,22 @@ class Options(BaseModel):
     ortho_steps: int = Field(2000, ge=1, description="SGD steps of the separation")
     ortho_scale: float = Field(5.0, gt=0, description="logit scale s of the separation (1 / temperature)")
     ortho_lr: float = Field(0.1, gt=0)
-    # Label-free variants of the second (hidden-layer) step; the defaults are the spec's (2.5 steps 4-6).
+    # Label-free variants of the second (hidden-layer) step; the defaults are the released code's.
     hidden_normalise: Literal["zscore_l2", "l2", "none"] = Field(
         "zscore_l2", description="rows of the hidden activations before the second k-means: per-row z-score "
-        "then L2 (spec, as the released code), L2 only, or raw")
+        "then L2 (as the released code), L2 only, or raw")
     hidden_from: Literal["prototypes", "separated"] = Field(
         "prototypes", description="hidden activations for the second step from the k-means prototypes of "
-        "layer 1 (spec: both k-means, then both separations) or from layer 1 after its separation")
+        "layer 1 (released code: both k-means, then both separations) or from layer 1 after its separation")
     unit_prototypes: bool = Field(
         False, description="L2-normalise each layer's k-means prototypes before the separation, so that "
-        "Property 1's argmax = nearest prototype holds (the spec's implementer note: equal-norm prototypes)")
+        "Property 1's argmax = nearest prototype holds (Appendix A.1's proof assumes equal-norm prototypes)")
     last_init: Literal["hidden_kmeans", "feature_kmeans"] = Field(
-        "hidden_kmeans", description="final layer: C k-means prototypes of the hidden activations (spec), or "
+        "hidden_kmeans", description="final layer: C k-means prototypes of the hidden activations (paper), or "
         "the hidden-space means of the C clusters of a k-means on the row-normalised features (MLP head; the "
         "linear head always takes C k-means prototypes of the features)")
     restart_pick: Literal["inertia", "balanced"] = Field(
-        "inertia", description="which of the nredo restarts of the C-way k-means is kept: lowest inertia (spec) "
+        "inertia", description="which of the nredo restarts of the C-way k-means is kept: lowest inertia (code) "
         "or, among those within restart_tolerance of it, the most even cluster sizes (assumes balanced clusters)")
     restart_tolerance: float = Field(0.01, ge=0, description="restart_pick = balanced: relative inertia margin")
     kmeans_sample: int | None = Field(

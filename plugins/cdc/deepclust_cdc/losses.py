@@ -1,4 +1,4 @@
-"""CDC's calibration-head losses: mini-cluster soft targets (spec 3.2), L_cal and L_en (spec 3.3)."""
+"""CDC's calibration-head losses: mini-cluster soft targets, L_cal and L_en (Section 3.2, Eqs. 2-4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Feature-prototype initialisation of an MLP head (CDC spec 2.5): k-means centroids become weights.
+"""Feature-prototype initialisation of an MLP head (CDC, arXiv:2403.02998 Section 3.1): k-means centroids
+become weights.
 
 Layer 1 gets H prototypes of the normalised features, layer 2 gets C prototypes of the hidden
 activations, biases are zero, and each weight matrix is then "orthogonalised" by the released code's
@@ -27,7 +28,7 @@ Normalise = Literal["zscore_l2", "l2", "none"]
 
 
 def normalise_rows(x: torch.Tensor, how: Normalise = "zscore_l2") -> torch.Tensor:
-    """Rows of `x` as k-means sees them: `row_normalise` (spec), L2 only, or unchanged ("none")."""
+    """Rows of `x` as k-means sees them: `row_normalise` (released code), L2 only, or unchanged ("none")."""
     if how == "zscore_l2":
         return row_normalise(x)
     if how == "l2":
@@ -43,7 +44,7 @@ Pick = Literal["inertia", "balanced"]
 def kmeans_restarts(x: torch.Tensor, k: int, *, niter: int, nredo: int, seed: int, pick: Pick = "inertia",
                     tolerance: float = 0.01, sample: int | None = None) -> KMeansResult:
     """k-means of `x` (already normalised) with `nredo` restarts, one kept by `pick`:
-    "inertia" = the lowest (the spec, faiss's own choice), "balanced" = of the restarts within `tolerance`
+    "inertia" = the lowest (the released code, faiss's own choice), "balanced" = of the restarts within `tolerance`
     (relative) of the lowest inertia, the one with the most even cluster sizes (largest size entropy).
 
     "balanced" assumes roughly equal clusters, the prior CDC's own entropy term w_en encodes. Why: on digits

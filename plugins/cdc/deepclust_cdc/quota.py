@@ -1,5 +1,6 @@
-"""CDC's per-class dynamic quota (spec 4.2-4.3): a class keeps as many of its top candidates as its
-mean calibrated confidence allows, M_c = floor(mean conf of top-M candidates x M)."""
+"""CDC's per-class dynamic quota (arXiv:2403.02998 Eqs. 5-6, in the released code's form): a class keeps
+as many of its top candidates as its mean calibrated confidence allows,
+M_c = floor(mean conf of top-M candidates x M)."""
 
 from __future__ import annotations
 

@@ -14,8 +14,9 @@ def af_loss(z: torch.Tensor, zp: torch.Tensor, temperature: float = 0.5, normali
             group: torch.Tensor | None = None) -> torch.Tensor:
     """Assignment-feature loss (Eq. 5): InfoNCE over rows, anchors from `z`, candidates from `zp`.
 
-    `normalize` uses cosine similarity (spec P2); `group` (sample ids per row, optional) removes other
-    views of the same image from the denominator (spec P6, off by default).
+    `normalize` uses cosine similarity (Eq. 5 prints a raw dot product of the unbounded logits); `group`
+    (sample ids per row, optional) removes other views of the same image from the denominator (Eq. 5 keeps
+    them; off by default).
     """
     a, b = z.float(), zp.float()
     if normalize:

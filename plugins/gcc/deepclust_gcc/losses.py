@@ -1,6 +1,6 @@
-"""GCC's three Stage II losses (spec section 5-6): L_d, L_cwm, L_ml.
+"""GCC's three Stage II losses (Sections 3.3.1-3.3.2, Eqs. 9-11): L_d, L_cwm, L_ml.
 
-Written with the spec's conventions and golden values (tests/plugins/gcc/test_gcc_losses.py): biased per-cluster
+Conventions, checked against hand-computed values in tests/plugins/gcc/test_gcc_losses.py: biased per-cluster
 MMD summed over clusters present in both batches, cosine L_cwm on generated features only, and the
 zero-margin squared hinge L_ml on the head's outputs for generated images.
 """

@@ -1,4 +1,5 @@
-"""Options of the `conditional_ddpm` generation plugin; defaults follow the GCC spec's recommendations."""
+"""Options of the `conditional_ddpm` generation plugin; defaults follow the paper, and docs/gcc.md where
+it is silent."""
 
 from __future__ import annotations
 
@@ -41,6 +42,11 @@ class Options(BaseModel):
     pool_refresh_epochs: int = Field(0, ge=0, description="also redraw the pool every N clustering epochs "
                                      "within a round, with the current labels (0 = once per round)")
     generated_hflip: bool = Field(True, description="random horizontal flips of generated images")
+    generated_bn: Literal["update", "frozen"] = Field(
+        "update", description="BatchNorm running statistics in the forward of generated images: update them (the "
+        "paper's procedure as written: about half of what evaluation normalises with then comes from generated "
+        "images) or leave them to the real images (frozen; the batch still normalises itself). [train] "
+        "bn_recalibrate = true instead re-estimates them on real images before every evaluation")
     # Stage II losses (Eq. 12)
     lambda_d: float = Field(1.0, ge=0.0, description="weight of L_d (per-cluster MMD, real vs generated)")
     lambda_cwm: float = Field(1.0, ge=0.0, description="weight of L_cwm (between minus within cosine)")

@@ -1,6 +1,6 @@
 """Generation `conditional_ddpm`: GCC's class-conditional DDPM and its three calibration losses.
 
-Rounds (spec section 1.2): before the first clustering epoch the generator is trained on the real
+Rounds (the paper's Section 3.4): before the first clustering epoch the generator is trained on the real
 images with the clustering head's pseudo-labels (stage I-d); every `round_epochs` epochs it is
 fine-tuned on refreshed labels. After each (re)training a pool of label-matched images is generated
 with the frozen generator, and each clustering step adds L_d + L_cwm + L_ml on real + generated batches.
@@ -141,13 +141,14 @@ class ConditionalDDPMGeneration(GenerationPlugin[Options]):
         o = self.options
         if self.pool is None or not (o.lambda_d or o.lambda_cwm or o.lambda_ml):
             return {}
-        labels = batch.logits_weak.detach().argmax(1)  # the real batch's online pseudo-labels (spec P8)
+        labels = batch.logits_weak.detach().argmax(1)  # the real batch's online pseudo-labels (Section 3.3.1)
         served, images = self.pool.draw(labels, self._draw_gen)
         if len(served) < 2:
             return {}
         y = labels[served]
         with autocast(self.ctx.device):
-            feats_g, logits_g = forward(self.generated_view(images, self._draw_gen))
+            feats_g, logits_g = forward(self.generated_view(images, self._draw_gen),
+                                        keep_bn_statistics=o.generated_bn == "frozen")
         feats_g, logits_g = feats_g.float(), logits_g.float()
         out: dict[str, torch.Tensor] = {}
         if o.lambda_d:

@@ -1,4 +1,9 @@
-"""The round's pool of generated images and label-matched draws from it (spec P1, P2)."""
+"""The round's pool of generated images and label-matched draws from it.
+
+GCC (Section 3.3.1) pairs every real image of a batch with one image generated for the real image's
+pseudo-label; a pool generated once per round with the frozen generator keeps that pairing without
+running the sampler at every step.
+"""
 
 from __future__ import annotations
 

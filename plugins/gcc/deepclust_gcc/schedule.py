@@ -1,6 +1,6 @@
 """Noise schedules and samplers for the conditional DDPM, built on diffusers' schedulers.
 
-GCC leaves T and the beta range unstated; the spec recommends Ho et al.'s linear 1e-4..0.02 at T=1000
+GCC leaves T and the beta range unstated; the default is Ho et al.'s linear 1e-4..0.02 at T=1000
 and, for small T (CPU tests), both ends scaled by 1000/T so that the last step is still pure noise.
 The reverse variance is the posterior one (beta tilde, diffusers' "fixed_small"), with x0 clipped.
 """

@@ -1,7 +1,7 @@
-"""Class-conditional U-Nets from diffusers' UNet2DModel, in the spec's three sizes.
+"""Class-conditional U-Nets from diffusers' UNet2DModel, in three sizes (`PRESETS`).
 
-The cluster label enters through `num_class_embeds` (an embedding added to the time embedding), as
-the spec recommends for GCC's "embedding of time and annotation".
+The cluster label enters through `num_class_embeds` (an embedding added to the time embedding): GCC's
+"embedding of time and annotation" (Section 4.1), whose form the paper does not state.
 """
 
 from __future__ import annotations

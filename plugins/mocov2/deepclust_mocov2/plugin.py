@@ -1,8 +1,9 @@
 """Pretrain `mocov2`: query encoder + projector trained against a momentum (EMA) key encoder and a queue.
 
-Settings default to CDC's (spec 6.3): SGD lr 0.5 x batch/256, weight decay 1e-4, 50-epoch warmup then
-cosine, temperature 0.2, queue 32768, tau 0.99 (optionally cosine-increased to 0.999 as solo-learn's
-MoCo V2+), projector Linear-(BN)-ReLU-Linear 4096 -> 256, symmetric loss (MoCo V2+).
+Settings default to CDC's (arXiv:2403.02998 Appendix B.1, and its released pretraining config): SGD lr
+0.5 x batch/256, weight decay 1e-4, 50-epoch warmup then cosine, temperature 0.2, queue 32768, tau 0.99
+(optionally cosine-increased to 0.999 as solo-learn's MoCo V2+), projector Linear-(BN)-ReLU-Linear
+4096 -> 256, symmetric loss (MoCo V2+).
 The projector, momentum encoder and queue are thrown away afterwards.
 """
 

@@ -89,7 +89,7 @@ class SpicePrototypeHeadInit(HeadInitPlugin[Options]):
         with ctx.seeded():
             heads = nn.ModuleList([ctx.build_head(dim) for _ in range(o.heads)]).to(ctx.device)
         optimizer = torch.optim.Adam(heads.parameters(), lr=o.lr)
-        backbone.eval()  # truly frozen, BN statistics included (spec P-10)
+        backbone.eval()  # truly frozen, BN statistics included (the released code lets them drift)
         best = Best(copy.deepcopy(heads[0].state_dict()))
         loop = ctx.epoch_loop(STAGE, o.epochs, Checkpointed(heads=heads, optimizer=optimizer, best=best),
                               salt=(HEAD_INIT_SALT,), plugin="spice_prototype")
@@ -160,7 +160,7 @@ class SpicePrototypeHeadInit(HeadInitPlugin[Options]):
     @torch.no_grad()
     def _score(heads: nn.ModuleList, features: torch.Tensor, embed: torch.Tensor,
                o: Options) -> list[tuple[float, torch.Tensor, torch.Tensor]]:
-        """Every head's whole-data-set loss on un-augmented images (spec P-7), in eval mode."""
+        """Every head's whole-data-set loss (M = N, Section III-B) on un-augmented images, in eval mode."""
         heads.eval()
         try:
             return [head_score(h(features.float()), embed, o.center_ratio, o.overlap) for h in heads]

@@ -3,7 +3,7 @@ the stage-2 head) plus FixMatch consistency (weak-view argmax above eta supervis
 
 Defaults follow the released code's reliability rule (self among the Ns neighbours, r >= lambda,
 confidence > 0.99, class-balanced); `include_self=false, strict=true, min_confidence=0, balance=false,
-ratio=0.95` is the paper's rule (spec P-11).
+ratio=0.95` is the paper's rule (Section III-C, Eqs. 6-7).
 """
 
 from __future__ import annotations

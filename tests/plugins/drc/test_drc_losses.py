@@ -19,7 +19,7 @@ def test_af_loss_cosine_rows_hand_computed() -> None:
     # Orthogonal unit rows, T = 0.5: similarities 2 (positive) and 0 (negative) -> log(1 + e^-2) per row.
     z = T([[1.0, 0.0], [0.0, 1.0]])
     assert af_loss(z, z, 0.5) == pytest.approx(math.log1p(math.exp(-2)), abs=1e-6)
-    # Scaling a row changes nothing under cosine, but does under the literal dot product (spec P2).
+    # Scaling a row changes nothing under cosine, but does under the literal dot product of Eq. 5.
     z2, zp = T([[2.0, 0.0], [0.0, 1.0]]), T([[1.0, 0.0], [0.0, 1.0]])
     assert af_loss(z2, zp, 1.0) == pytest.approx(math.log1p(math.exp(-1)), abs=1e-6)
     raw = (math.log1p(math.exp(-2)) + math.log1p(math.exp(-1))) / 2
@@ -54,7 +54,7 @@ def test_ap_loss_columns_hand_computed() -> None:
     assert ap_loss(p, p, 1.0, normalize=False) == pytest.approx(math.log1p(math.exp(-1)), abs=1e-6)
 
 
-def test_ap_loss_floor_and_collapse_match_the_spec_sanity_values() -> None:
+def test_ap_loss_floor_and_collapse_values() -> None:
     n, k = 512, 10
     hard = torch.eye(k).repeat(n // k + 1, 1)[:n]  # one-hot, balanced, view-consistent
     floor = math.log1p((k - 1) * math.exp(-1 / 0.95))

@@ -1,5 +1,5 @@
 """The conditional DDPM: noise schedule, samplers against exact noise oracles, U-Net conditioning,
-training signal, pool draws, and checkpoint round trips (spec section 10.4)."""
+training signal, pool draws, and checkpoint round trips."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GCC's Stage II losses against the spec's hand-computed golden values (spec section 10.4)."""
+"""GCC's Stage II losses (Eqs. 9-11) against hand-computed golden values."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """GCC's per-step losses pair every generated image with the label it was generated for, and that label is the
-real batch's online pseudo-label of the row it is matched to (spec P8): a mix-up here would train the
+real batch's online pseudo-label of the row it is matched to (Section 3.3.1): a mix-up here would train the
 clustering head towards wrong classes while every loss still looks finite."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def test_generated_batch_carries_the_labels_the_real_batch_asks_for(monkeypatch:
     plugin._draw_gen = torch.Generator().manual_seed(0)
     plugin.generated_view = lambda images, gen: images.float()
 
-    def forward(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(images: torch.Tensor, keep_bn_statistics: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Features = the image's pixels; logits = one-hot of the label the image was generated for."""
         label = (images[:, 0, 0, 0] / 50).round().long()
         return images.flatten(1), torch.nn.functional.one_hot(label, K).float() * 10

@@ -51,7 +51,7 @@ def test_prototype_labels_overlap_allows_a_row_twice_and_non_overlap_does_not() 
 def test_double_softmax_is_bounded_below() -> None:
     logits = torch.tensor([[50.0, -50.0, -50.0]])
     loss = double_softmax_ce(logits, torch.tensor([0]))
-    assert loss.item() == pytest.approx(np.log(1 + 2 / np.e), rel=1e-4)  # never reaches 0 (spec 3.6)
+    assert loss.item() == pytest.approx(np.log(1 + 2 / np.e), rel=1e-4)  # never reaches 0: log(1 + (K-1)/e)
     assert F.cross_entropy(logits, torch.tensor([0])).item() < 1e-6
 
 
