@@ -34,6 +34,7 @@ class ConditionalDDPM(nn.Module):
         # next multiple for the diffusion, and generated images are cropped back.
         self.canvas = -(-image_size // factor) * factor
         self.unet = build_unet(preset, self.canvas, channels, num_classes, dropout)
+        self.ema_decay = ema_decay
         self.ema = AveragedModel(self.unet, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.ema.requires_grad_(False)
         self.register_buffer("betas", betas.float())
@@ -61,8 +62,26 @@ class ConditionalDDPM(nn.Module):
         a = self.abar[t].view(-1, *([1] * (x0.dim() - 1)))
         return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
-    def update_ema(self) -> None:
-        self.ema.update_parameters(self.unet)
+    def update_ema(self, decay: float | None = None) -> None:
+        """One EMA step towards the online U-Net: with its own decay, or with `decay` (a warm-up's smaller one)."""
+        if decay is None:
+            self.ema.update_parameters(self.unet)
+            return
+        with torch.no_grad():
+            for avg, online in zip([*self.ema.module.parameters(), *self.ema.module.buffers()],
+                                   [*self.unet.parameters(), *self.unet.buffers()]):
+                if avg.dtype.is_floating_point:
+                    avg.lerp_(online.detach(), 1.0 - decay)
+                else:
+                    avg.copy_(online)
+            self.ema.n_averaged += 1
+
+    def reset_ema(self) -> None:
+        """The EMA restarts from the online U-Net's current weights."""
+        with torch.no_grad():
+            for avg, online in zip([*self.ema.module.parameters(), *self.ema.module.buffers()],
+                                   [*self.unet.parameters(), *self.unet.buffers()]):
+                avg.copy_(online)
 
     @torch.no_grad()
     def generate(self, labels: torch.Tensor, sampler: Sampler, steps: int, generator: torch.Generator,

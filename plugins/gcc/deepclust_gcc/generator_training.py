@@ -25,14 +25,26 @@ class GeneratorTrainer:
         self.optimizer = torch.optim.Adam(ddpm.unet.parameters(), lr=lr)
         self.lr, self.grad_clip, self.warmup_steps = lr, grad_clip, warmup_steps
         self.steps = 0
+        #: The step a round's EMA warm-up started at (round_ema = "warmup"), None when the plain EMA runs.
+        self.ema_from: int | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ddpm": self.ddpm.state_dict(), "optimizer": self.optimizer.state_dict(), "steps": self.steps}
+        return {"ddpm": self.ddpm.state_dict(), "optimizer": self.optimizer.state_dict(), "steps": self.steps,
+                "ema_from": self.ema_from}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.ddpm.load_state_dict(state["ddpm"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.steps = int(state["steps"])
+        self.ema_from = state.get("ema_from")
+
+    def start_round(self, round_ema: str) -> None:
+        """Before a round's fine-tune: keep the EMA (paper), restart it from the online weights, or restart the
+        EMA decay's warm-up, min(decay, (1 + k) / (10 + k)) after k steps, so it follows the fine-tune."""
+        if round_ema == "reset":
+            self.ddpm.reset_ema()
+        elif round_ema == "warmup":
+            self.ema_from = self.steps
 
     def train(self, ctx: RunContext, labels: torch.Tensor, epochs: int, stage: str, round_index: int,
               batch_size: int, hflip: bool, warmup: bool) -> float:
@@ -74,5 +86,9 @@ class GeneratorTrainer:
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.ddpm.unet.parameters(), self.grad_clip)
         self.optimizer.step()
-        self.ddpm.update_ema()
+        if self.ema_from is None:
+            self.ddpm.update_ema()
+        else:
+            k = self.steps - self.ema_from
+            self.ddpm.update_ema(min(self.ddpm.ema_decay, (1.0 + k) / (10.0 + k)))
         self.steps += 1

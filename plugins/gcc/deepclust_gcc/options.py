@@ -36,6 +36,13 @@ class Options(BaseModel):
     sample_steps: int = Field(0, ge=0, description="sampling steps; 0 = T (the paper's 1000 ancestral steps)")
     sample_batch_size: int = Field(500, ge=1)
     use_ema: bool = Field(True, description="sample from the EMA weights")
+    round_ema: Literal["keep", "reset", "warmup"] = Field(
+        "keep", description="the EMA at each round's fine-tune: keep it (the paper; with decay 0.999 after a "
+        "2-epoch fine-tune it still holds much of the previous round's weights), reset it to the online weights, "
+        "or restart its decay's warm-up min(decay, (1 + k) / (10 + k)) so it follows the fine-tune")
+    fresh_per_step: bool = Field(
+        False, description="sample the generated batch of every clustering step afresh from the current generator "
+        "(the paper's on-the-fly generation; costs a sampling run per step) instead of drawing from the round's pool")
     clip_denoised: bool = Field(True, description="clip the predicted x0 to [-1, 1] at each step")
     pool_size: int = Field(0, ge=0, description="generated images per round; 0 = as many as training images")
     pool_min_per_class: int = Field(64, ge=1, description="at least this many per non-empty cluster")

@@ -71,6 +71,8 @@ class ConditionalDDPMGeneration(GenerationPlugin[Options]):
         else:
             stage, epochs = f"generator_round{round_index}", o.finetune_epochs
         if epochs:
+            if round_index > 0 and not self._resumed_inside(ctx, stage):
+                self.trainer.start_round(o.round_ema)
             ctx.events.emit("on_stage_start", stage=stage, total=epochs)
             loss = self.trainer.train(ctx, labels, epochs, stage, round_index, o.batch_size, o.hflip,
                                       warmup=round_index == 0)
@@ -92,6 +94,11 @@ class ConditionalDDPMGeneration(GenerationPlugin[Options]):
             ctx.warn(f"generation round {round_index}: a cluster holds under 10% of N/K images; "
                      "the generator has little data for it")
         self._log_grid(ctx, round_index)
+
+    @staticmethod
+    def _resumed_inside(ctx: RunContext, stage: str) -> bool:
+        """A resumed run that stopped inside this fine-tune: its saved EMA already had the round's start applied."""
+        return ctx.resume_point(stage) is not None
 
     def _active(self) -> bool:
         o = self.options
@@ -142,7 +149,12 @@ class ConditionalDDPMGeneration(GenerationPlugin[Options]):
         if self.pool is None or not (o.lambda_d or o.lambda_cwm or o.lambda_ml):
             return {}
         labels = batch.logits_weak.detach().argmax(1)  # the real batch's online pseudo-labels (Section 3.3.1)
-        served, images = self.pool.draw(labels, self._draw_gen)
+        if o.fresh_per_step:  # one image per real row, sampled now for the label that row asks for
+            served = torch.arange(len(labels), device=labels.device)
+            images = to_uint8(self.ddpm.generate(labels, o.sampler, o.sample_steps or o.timesteps, self._draw_gen,
+                                                 o.use_ema, o.sample_batch_size, o.clip_denoised))
+        else:
+            served, images = self.pool.draw(labels, self._draw_gen)
         if len(served) < 2:
             return {}
         y = labels[served]

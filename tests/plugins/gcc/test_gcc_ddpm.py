@@ -211,3 +211,29 @@ def test_cosine_schedule_ends_in_noise() -> None:
     assert bool((betas[1:] >= betas[:-1]).all()) and betas.max().item() <= 0.999
     assert torch.equal(make_betas("cosine", 1000, 1e-4, 0.02, True), betas)
     assert torch.equal(make_betas("linear", 100, 1e-4, 0.02, True), linear_betas(100))
+
+
+@pytest.mark.parametrize("round_ema", ["keep", "reset", "warmup"])
+def test_round_ema_modes(round_ema: str) -> None:
+    """keep: the EMA carries on; reset: it restarts from the online weights; warmup: its decay restarts at
+    min(decay, (1 + k) / (10 + k)), so the first step after the round start moves it 0.9 of the way."""
+    from deepclust_gcc.generator_training import GeneratorTrainer
+
+    torch.manual_seed(0)
+    ddpm = ConditionalDDPM("tiny", 8, 1, 2, linear_betas(100), dropout=0.0, ema_decay=0.999)
+    trainer = GeneratorTrainer(ddpm, 1e-2, 0.0, 0)
+    x0 = torch.rand(4, 1, 8, 8) * 2 - 1
+    y = torch.tensor([0, 1, 0, 1])
+    for _ in range(3):
+        trainer._step(ddpm.loss(x0, y, torch.Generator().manual_seed(1)), warmup=False)
+    first = lambda m: next(m.parameters()).detach().clone()  # noqa: E731
+    ema_before, online = first(ddpm.ema.module), first(ddpm.unet)
+    trainer.start_round(round_ema)
+    if round_ema == "reset":
+        assert torch.equal(first(ddpm.ema.module), online)
+        return
+    assert torch.equal(first(ddpm.ema.module), ema_before)
+    trainer._step(ddpm.loss(x0, y, torch.Generator().manual_seed(2)), warmup=False)
+    decay = 0.999 if round_ema == "keep" else 0.1  # k = 0: (1 + 0) / (10 + 0)
+    expected = ema_before * decay + first(ddpm.unet) * (1 - decay)
+    assert torch.allclose(first(ddpm.ema.module), expected, atol=1e-6)
