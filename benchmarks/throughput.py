@@ -63,7 +63,7 @@ def self_label_epoch(ctx: RunContext, method: str, backbone: nn.Module, miniclus
     with torch.no_grad():
         probs = head.eval()(features).softmax(1)
     head.train()
-    state = EpochState(0, features, probs, probs)
+    state = EpochState(1, 1, features, probs, probs)
     epoch = [0]
 
     def go() -> None:
