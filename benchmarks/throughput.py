@@ -46,7 +46,8 @@ def plugin(slot: str, name: str, options: dict) -> object:
     return out
 
 
-def self_label_epoch(ctx: RunContext, method: str, backbone: nn.Module, miniclusters: int) -> Callable[[], None]:
+def self_label_epoch(ctx: RunContext, method: str, backbone: nn.Module, miniclusters: int,
+                     separate: bool = False, sub_batch: int | None = None) -> Callable[[], None]:
     """One self-labeling epoch of `method`, set up as the engine does (state from an eval-mode encoding)."""
     (sel_name, sel_opts), (cal_name, cal_opts) = SELF_LABEL[method]
     if "num_miniclusters" in cal_opts:
@@ -69,7 +70,8 @@ def self_label_epoch(ctx: RunContext, method: str, backbone: nn.Module, miniclus
     def go() -> None:
         epoch[0] += 1
         selection.on_epoch_start(ctx, state)
-        train_epoch(ctx, epoch[0], models, opt, selection, calibration, generation, Probe(None))
+        train_epoch(ctx, epoch[0], models, opt, selection, calibration, generation, Probe(None), separate=separate,
+                    sub_batch=sub_batch)
 
     return go
 
@@ -107,6 +109,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: default)")
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the backbone, as [train] compile does")
+    p.add_argument("--view-forward", choices=["joint", "separate"], default="joint", help="[train] view_forward")
+    p.add_argument("--sub-batch", type=int, default=0, help="[train] sub_batch_size (0: one step per batch)")
     args = p.parse_args()
     set_threads(args.threads)
     device = resolve_device(args.device)
@@ -121,14 +125,16 @@ def main() -> None:
             epoch = drc_epoch(ctx, backbone, args.batch_size)
             stage = "drc pretraining (1 epoch, aux + main head)"
         else:
-            epoch = self_label_epoch(ctx, method, backbone, args.miniclusters)
+            epoch = self_label_epoch(ctx, method, backbone, args.miniclusters, args.view_forward == "separate",
+                                     args.sub_batch or None)
             stage = "self-labeling"
         epoch()  # warm-up
         seconds = timed(epoch, device)
         rate = (args.n - args.n % args.batch_size) / seconds
         rows.append([f"{method}: {stage}", rate, seconds, rate / ceil])
     print(f"{date.today()}  device: {device_name(device)}  torch {torch.__version__}")
-    print(f"n={args.n} (32x32 RGB) backbone={args.backbone} batch={args.batch_size} compile={args.compile}\n")
+    print(f"n={args.n} (32x32 RGB) backbone={args.backbone} batch={args.batch_size} compile={args.compile} "
+          f"view_forward={args.view_forward} sub_batch={args.sub_batch or 'none'}\n")
     print(table(["stage", "images / s", "epoch s", "of ceiling"], rows))
 
 

@@ -14,8 +14,10 @@ OUT_DIR="${1:-${OUT:-benchmarks/gpu/out}}"
 PY="${PYTHON:-python3}"
 if [ -d benchmarks/gpu/wheelhouse ]; then
   "$PY" -m venv --system-site-packages .gpu-venv
-  .gpu-venv/bin/python -m pip install -q --no-index --find-links benchmarks/gpu/wheelhouse \
-    -r benchmarks/gpu/requirements.txt
+  # third-party wheels first, then the project's own without dependencies: their metadata also names the
+  # packages a lean install leaves out (ray, optuna, the full mlflow, matplotlib; benchmarks/gpu/README.md)
+  .gpu-venv/bin/python -m pip install -q --no-index --find-links benchmarks/gpu/wheelhouse -r benchmarks/gpu/wheels.txt
+  .gpu-venv/bin/python -m pip install -q --no-index --no-deps benchmarks/gpu/wheelhouse/deepclust_*.whl
   PY=.gpu-venv/bin/python
 fi
 "$PY" benchmarks/gpu/check.py --out "$OUT_DIR" "${@:2}"

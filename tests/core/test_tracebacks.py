@@ -157,3 +157,17 @@ def test_user_error_stays_one_line_with_traceback_flag(tmp_path: Path, mlflow_st
     assert "Traceback" not in proc.stderr
     assert [line for line in proc.stderr.splitlines() if line.strip()] == [proc.stderr.strip()]
     assert "[train] epochz" in proc.stderr
+
+
+def test_tune_without_ray_is_one_line_and_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lean install (no Ray Tune, no Optuna: benchmarks/gpu's wheelhouse) says what `toolkit tune` needs."""
+    from toolkit.commands.app import app
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an installation without ray looks like to find_spec
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "search"
+    result = CliRunner().invoke(app, ["tune", str(RECIPES / "baseline_digits.toml"), "-o", str(out)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "toolkit tune needs ray" in lines[0] and "pip install" in lines[0], result.stderr
+    assert not out.exists()

@@ -163,6 +163,17 @@ def _resume_command(recipe: Path, overrides: list[str], seeds: str | None, devic
     return shlex.join([*args, "--resume", "--output-dir", str(target)])
 
 
+def require_search_libraries() -> None:
+    """`toolkit tune` needs Ray Tune and Optuna, which a lean install (e.g. benchmarks/gpu's wheelhouse) leaves
+    out: say so in one line before anything is written."""
+    import importlib.util
+
+    missing = [name for name in ("ray", "optuna") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"toolkit tune needs {' and '.join(missing)}, which this installation lacks: "
+                        "pip install 'ray[tune]' optuna (plain `toolkit run` works without them)")
+
+
 @app.command()
 def tune(
     recipe: Path = typer.Argument(..., help="Recipe TOML file with a [tune] section."),
@@ -186,6 +197,7 @@ def tune(
         if resume and (set_ or num_samples is not None):
             raise UserError("--resume continues the search as it was started: drop --set and --num-samples")
         _quiet_libraries()
+        require_search_libraries()
         from toolkit.commands.tables import results_table
         from toolkit.run.folder import RunFolder
         from toolkit.tune.driver import Search

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,7 +14,6 @@ from toolkit.files import save_atomic
 from toolkit.metrics import map_predictions
 from toolkit.run.checkpoints import plugin_modules
 from toolkit.run.folder import RunFolder
-from toolkit.run.figures import confusion_matrix_png, reliability_diagram_png
 
 if TYPE_CHECKING:
     from toolkit.run.checkpoints import TrainState
@@ -43,7 +44,9 @@ def write_artifacts(output_dir: Path, recipe: "Recipe", state: "TrainState", pre
     written += [folder.predictions, folder.confidences]
     two_heads = summary.get("clu_acc") is not None
     name = recipe.experiment.name
-    if labels is not None:
+    figures = figure_writers()
+    if labels is not None and figures is not None:
+        reliability_diagram_png, confusion_matrix_png = figures.reliability_diagram_png, figures.confusion_matrix_png
         correct = map_predictions(pred, labels, n_pred=probs.shape[1]) == labels
         written.append(reliability_diagram_png(probs.max(1), correct, folder.file("reliability.png"),
                                                title=f"{name}: final prediction"
@@ -64,3 +67,13 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (np.floating, np.integer)):
         return value.item()
     return str(value)
+
+
+def figure_writers() -> ModuleType | None:
+    """The figure writers, or None where matplotlib is not installed: a lean install (benchmarks/gpu's
+    wheelhouse leaves it out to fit one transfer) writes every result but the PNGs."""
+    try:
+        from toolkit.run import figures
+    except ImportError:
+        return None
+    return figures

@@ -457,7 +457,7 @@ class Engine:
         """K from the pretrained features (or, resuming, the K the run started with); the curve is kept
         as k_estimate.png, the choice as the tag num_clusters_estimated and one line on the console."""
         from toolkit.ops.estimate_k import estimate_k
-        from toolkit.run.figures import k_estimate_png
+        from toolkit.run.artifacts import figure_writers
 
         if ckpt is not None and ckpt.get("num_clusters"):
             return int(ckpt["num_clusters"])
@@ -466,8 +466,9 @@ class Engine:
         info.tags["num_clusters_estimated"] = str(estimate.k)
         info.tags["num_clusters_criterion"] = estimate.criterion
         where = ""
-        if self.main:
-            path = k_estimate_png(estimate, self.folder.file("k_estimate.png"))
+        figures = figure_writers()
+        if self.main and figures is not None:
+            path = figures.k_estimate_png(estimate, self.folder.file("k_estimate.png"))
             where = f"; curve: {path}"
         self._warn(f"estimated K = {estimate.k} by {estimate.criterion} over {cfg.k_range[0]}..{cfg.k_range[1]}{where}")
         return estimate.k
