@@ -72,8 +72,9 @@ def _jsonable(value: Any) -> Any:
 def figure_writers() -> ModuleType | None:
     """The figure writers, or None where matplotlib is not installed: a lean install (benchmarks/gpu's
     wheelhouse leaves it out to fit one transfer) writes every result but the PNGs."""
+    import importlib
+
     try:
-        from toolkit.run import figures
+        return importlib.import_module("toolkit.run.figures")
     except ImportError:
         return None
-    return figures
