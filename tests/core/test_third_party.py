@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from toolkit import API_VERSION
 from mlflow.tracking import MlflowClient
 
 from conftest import RECIPES, ROOT, toolkit_env
@@ -124,8 +126,8 @@ def test_broken_and_clashing_plugins_are_listed_not_fatal(tmp_path: Path, bad_si
 
 @pytest.mark.parametrize("method, fragments", [
     ("broken", ["selection plugin 'broken'", "failed to import", "needs a library"]),
-    ("future", ["selection plugin 'future'", "supports toolkit API >=3.0,<4.0", "provides API 2.0"]),
-    ("old_declared", ["selection plugin 'old_declared'", "supports toolkit API >=1.0,<2.0", "provides API 2.0",
+    ("future", ["selection plugin 'future'", "supports toolkit API >=3.0,<4.0", f"provides API {API_VERSION}"]),
+    ("old_declared", ["selection plugin 'old_declared'", "supports toolkit API >=1.0,<2.0", f"provides API {API_VERSION}",
                       "Migrating from API 1.x"]),
     ("old_undeclared", ["selection plugin 'old_undeclared'", "written for toolkit API 1.x", "select(batch)",
                         "select(batch, confidence)", "Migrating from API 1.x"]),
