@@ -299,7 +299,7 @@ class Batch:
     Two things make the rows a step trains on differ from the batch a paper computes its statistics over:
     [train] sub_batch_size (the batch of B is planned once, then trained in chunks: `whole` is that batch and
     `rows_in_whole` this chunk's rows of it) and data-parallel ranks (each holds a shard: `gather` gives every
-    rank's rows). A plugin that needs batch-wide statistics computes them on `batch.whole`, gathered, once
+    rank's rows). A plugin that needs batch-wide statistics computes them on `batch.planned`, gathered, once
     (`memo`), and takes its own rows; a plugin that does not care sees an ordinary, smaller batch.
     """
 
@@ -312,7 +312,7 @@ class Batch:
     features_strong: torch.Tensor = _Lazy()  # type: ignore[assignment]
     logits_weak: torch.Tensor = _Lazy()  # type: ignore[assignment]
     logits_strong: torch.Tensor = _Lazy()  # type: ignore[assignment]
-    #: Fills in a view the engine did not compute up front (see `SlotPlugin.batch_views`): `_view_fn(self, "weak")`.
+    #: Fills in a view the engine did not compute up front (see `Plugin.batch_views`): `_view_fn(self, "weak")`.
     _view_fn: "Callable[[Batch, str], None] | None" = field(default=None, repr=False)
     _raw_fn: Callable[[], torch.Tensor] = field(repr=False, default=None)  # type: ignore[assignment]
     _encode_fn: Callable[[torch.Tensor], torch.Tensor] = field(repr=False, default=None)  # type: ignore[assignment]
