@@ -43,7 +43,8 @@ class Options(BaseModel):
     fresh_per_step: bool = Field(
         False, description="sample the generated batch of every clustering step afresh from the current generator "
         "(the paper's on-the-fly generation; costs a sampling run per step) instead of drawing from the round's pool")
-    clip_denoised: bool = Field(True, description="clip the predicted x0 to [-1, 1] at each step")
+    clip_denoised: bool = Field(
+        True, description="clip the predicted x0 to [-1, 1] at each step (every sampler, DPM-Solver included)")
     pool_size: int = Field(0, ge=0, description="generated images per round; 0 = as many as training images")
     pool_min_per_class: int = Field(64, ge=1, description="at least this many per non-empty cluster")
     pool_refresh_epochs: int = Field(0, ge=0, description="also redraw the pool every N clustering epochs "

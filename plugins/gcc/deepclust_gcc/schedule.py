@@ -50,7 +50,9 @@ def make_scheduler(kind: Sampler, betas: torch.Tensor, clip: bool = True) -> Any
     """A diffusers scheduler for `kind` over the given training betas.
 
     `ddpm` is ancestral sampling (respaced when asked for fewer steps than T), `ddim` is eta=0 DDIM,
-    `dpm_solver` is DPM-Solver++ (2nd order multistep).
+    `dpm_solver` is DPM-Solver++ (2nd order multistep). `clip` clips each step's predicted x0 to [-1, 1] in all
+    three: DPM-Solver has no `clip_sample`, so it gets diffusers' thresholding with the threshold pinned at 1
+    (s = clamp(quantile, 1, 1) = 1, which is plain clipping), instead of silently ignoring the option.
     """
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
@@ -62,7 +64,7 @@ def make_scheduler(kind: Sampler, betas: torch.Tensor, clip: bool = True) -> Any
         return DDIMScheduler(**common, clip_sample=clip, set_alpha_to_one=True, timestep_spacing="trailing")
     if kind == "dpm_solver":
         return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2,
-                                           thresholding=False, timestep_spacing="trailing")
+                                           thresholding=clip, sample_max_value=1.0, timestep_spacing="trailing")
     raise ValueError(f"unknown sampler {kind!r}; use ddpm, ddim or dpm_solver")
 
 

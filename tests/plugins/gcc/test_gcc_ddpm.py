@@ -88,6 +88,25 @@ def test_samplers_recover_point_masses_per_label(kind: str, steps: int, timestep
     assert torch.allclose(out, centres[labels].view(-1, 1, 1, 1).expand_as(out), atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["ddpm", "ddim", "dpm_solver"])
+def test_clip_option_clips_predicted_x0_in_every_sampler(kind: str) -> None:
+    """Data that is the point mass 3 (outside [-1, 1]): with `clip` each step's predicted x0 is clipped, so the
+    sample lands at 1 even without the final clamp; without it the sampler reaches 3. DPM-Solver once ignored it."""
+    def run(clip: bool) -> torch.Tensor:
+        scheduler = make_scheduler(kind, linear_betas(1000), clip=clip)
+        abar = scheduler.alphas_cumprod
+
+        def oracle(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            a = abar[int(t)]
+            return (x - a.sqrt() * 3.0) / (1 - a).sqrt()
+
+        return sample(oracle, scheduler, torch.zeros(4, dtype=torch.long), (1, 2, 2), 20,
+                      torch.Generator().manual_seed(0), clamp=False)
+
+    assert torch.allclose(run(False), torch.full((4, 1, 2, 2), 3.0), atol=1e-3)
+    assert run(True).abs().max().item() <= 1.0 + 1e-4
+
+
 def test_ancestral_sampler_matches_gaussian_data() -> None:
     """Gaussian data N(0.7, 0.2^2): with its exact noise oracle, T=1000 ancestral samples have its moments."""
     scheduler = make_scheduler("ddpm", linear_betas(1000), clip=False)
