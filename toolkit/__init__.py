@@ -5,4 +5,4 @@ The core knows the five hook points and never a particular method; methods are p
 
 __version__ = "0.1.0"
 #: Version of the plugin API. Plugins may declare the range they support.
-API_VERSION = "2.1"
+API_VERSION = "2.2"

@@ -15,6 +15,7 @@ from toolkit import API_VERSION
 from toolkit.api.context import Batch, EpochState, RunContext, Selection, UnlabeledImages, Views
 from toolkit.api.precision import autocast
 from toolkit.api.stage_loop import Checkpointed, EpochLoop, Resumable, StageEpoch
+from toolkit.api.step_cap import inner_loop
 from toolkit.api.slots import (SLOTS, CalibrationPlugin, GenerationPlugin, HeadInitPlugin, NoOptions, Plugin,
                                PretrainPlugin, PretrainResult, SelectionPlugin)
 from toolkit.errors import PluginError, TrainingError, UserError
@@ -26,6 +27,6 @@ __all__ = [
     "Plugin", "NoOptions", "PretrainPlugin", "PretrainResult", "HeadInitPlugin", "SelectionPlugin",
     "CalibrationPlugin", "GenerationPlugin",
     "RunContext", "Checkpointed", "EpochLoop", "Resumable", "StageEpoch", "Batch", "EpochState", "Selection", "UnlabeledImages", "Views",
-    "autocast", "load_safe", "save_atomic",
+    "autocast", "inner_loop", "load_safe", "save_atomic",
     "PluginError", "TrainingError", "UserError",
 ]

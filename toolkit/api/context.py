@@ -157,8 +157,20 @@ class RunContext:
         bs = batch_size or self.batch_size
         order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
         stop = n - (n % bs) if drop_last and n >= bs else n
-        for start in range(0, stop, bs):
-            yield order[start:start + bs]
+        every = (order[start:start + bs] for start in range(0, stop, bs))
+        from toolkit.api import step_cap
+
+        cap = step_cap.active()
+        yield from every if cap is None else cap.steps(every, -(-stop // bs))
+
+    def chunked(self, n: int, chunk: int, fn: Callable[[int, int], "tuple[torch.Tensor, ...]"]) -> list[torch.Tensor]:
+        """A whole-data pass: `fn(start, stop)` over rows [0, n) in chunks, each of its outputs concatenated.
+
+        Use it (rather than a hand-written loop) for passes over every image or every generated sample, so a
+        rehearsal (`[train] max_steps`) can cut the pass short while keeping the outputs' shapes."""
+        from toolkit.api.step_cap import chunked
+
+        return chunked(n, chunk, fn)
 
     def images(self, index: torch.Tensor) -> torch.Tensor:
         """uint8 images for `index`, on the run's device.
@@ -181,11 +193,10 @@ class RunContext:
         """Run `module` over every image (eval mode, given view) and return stacked outputs on the device."""
         was_training = module.training
         module.eval()
-        outs = []
-        for index in self.batches(torch.Generator().manual_seed(0), batch_size or 1024, shuffle=False):
-            outs.append(module(self.view(view, index)).float())
+        (out,) = self.chunked(len(self.data), batch_size or 1024,
+                              lambda a, b: (module(self.view(view, torch.arange(a, b))).float(),))
         module.train(was_training)
-        return torch.cat(outs)
+        return out
 
     def encode_copies(self, module: nn.Module, view: str, copies: int, *salt: int,
                       batch_size: int | None = None) -> torch.Tensor:
@@ -205,8 +216,8 @@ class RunContext:
             with torch.no_grad():
                 for copy in range(copies):
                     gen = self.generator(*salt, copy)
-                    order = self.batches(torch.Generator().manual_seed(0), chunk, shuffle=False)
-                    out.append(torch.cat([module(self.view(view, index, gen)).float() for index in order]))
+                    out.extend(self.chunked(len(self.data), chunk,
+                                            lambda a, b, g=gen: (module(self.view(view, torch.arange(a, b), g)).float(),)))
             module.train(was_training)
             return torch.stack(out)
 

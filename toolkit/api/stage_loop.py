@@ -124,11 +124,15 @@ class EpochLoop:
         self.ctx.save_point(self.stage, epoch, self.state.state_dict(), final=True)
 
     def __iter__(self) -> Iterator[StageEpoch]:
+        from toolkit.api import step_cap
+
         first = (self.resumed_from or 0) + 1
+        cap = step_cap.active()
+        end = self.epochs if cap is None else cap.epochs(first, self.epochs)  # a rehearsal: a few epochs
         self.ctx.events.emit("on_stage_start", stage=self.stage, total=self.epochs)
-        for number in range(first, self.epochs + 1):
+        for number in range(first, end + 1):
             gen = self.ctx.generator(*self.salt, number)
-            epoch = StageEpoch(number, gen, number == self.epochs, self.salt, self.ctx)
+            epoch = StageEpoch(number, gen, number == end, self.salt, self.ctx)
             if self.seed_global:
                 with torch.random.fork_rng(devices=_rng_devices(self.ctx.device)):
                     torch.manual_seed(int(torch.randint(2**62, (1,), generator=gen)))

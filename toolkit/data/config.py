@@ -38,6 +38,11 @@ class DataConfig(BaseModel):
     num_classes: int = Field(default=4, ge=2)
     synthetic_size: int = Field(default=16, ge=4)
     synthetic_channels: Literal[1, 3] = 3
+    synthetic_like: Literal["cifar10", "cifar20", "cifar100", "stl10", "imagenet10", "imagenet_dogs",
+                            "tiny_imagenet"] | None = Field(
+        default=None, description='dataset = "synthetic": generated images in the shape of this data set (its '
+        "train/test sizes, classes and side; image_size still applies) instead of num_samples, num_classes and "
+        "synthetic_size: for rehearsals of paper recipes (benchmarks/rehearsal.py) without the data")
     test_fraction: float = Field(default=0.2, gt=0.0, lt=1.0)
     long_tail: float | None = Field(
         default=None,

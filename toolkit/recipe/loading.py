@@ -111,6 +111,11 @@ class TrainConfig(_Strict):
         None, ge=1, description="plan each batch once (confidence, selection, batch-wide statistics), then train it "
                                 "in contiguous chunks of this many rows, one optimiser step each (CDC's B_s: "
                                 "B / B_s updates per batch); unset: one step per batch")
+    max_steps: int | None = Field(
+        None, ge=1, description="a rehearsal, not a result: every stage's epochs stop after this many training "
+        "steps, every stage runs at most 2 epochs, every whole-data pass computes this many chunks (the other rows "
+        "repeat them, so shapes and memory are real); no cache is read or written. Times each stage for "
+        "benchmarks/rehearsal.py (toolkit/api/step_cap.py); unset: a normal run")
     ema_decay: float = Field(0.0, ge=0, lt=1, description="> 0: evaluate (and save) an exponential moving "
                              "average of backbone and head, updated every step (FixMatch, SPICE's stage 3: 0.999)")
     freeze_backbone: bool = False

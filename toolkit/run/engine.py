@@ -21,7 +21,9 @@ import torch
 from torch import nn
 
 from toolkit.run import backbone_cache as cache
+from toolkit.api.step_cap import StepCap, activated
 from toolkit.run import feature_cache
+from toolkit.run.rehearsal import CapObserver
 from toolkit.run.frozen_features import FrozenFeatures
 from toolkit.run.speed import Speed
 from toolkit.files import load_safe
@@ -105,6 +107,11 @@ class Engine:
         self.skipped_files: list[str] = []
         # encoded view copies shared with later runs and search trials (rank 0 keeps the cache, as for backbones)
         self.feature_cache = feature_cache.FeatureCache() if feature_cache.enabled() and self.main else None
+        # [train] max_steps: a rehearsal; its briefly trained backbones and cut-short passes must reach no cache
+        self.cap = StepCap(self.cfg.train.max_steps) if self.cfg.train.max_steps else None
+        if self.cap is not None:
+            self.feature_cache = None
+            self.events.add(CapObserver(self.cap))
 
     # ----------------------------------------------------------------------------------- set-up
     def _load_data(self) -> DataSplits:
@@ -224,17 +231,23 @@ class Engine:
         info.tags["data_device"] = str(data_device)
         if self.recipe.derived:
             info.tags["auto_keys"] = ",".join(sorted(self.recipe.derived))
+        if self.cap is not None:
+            info.tags["rehearsal"] = f"max_steps={self.cap.max_steps}: timings only, the metrics mean nothing"
         self.events.start_run(info)
         self._write_run_state(info, "running")
         for message in self.skipped_warnings:  # now that observers (console, MLflow) listen
             self._warn(message)
         self.skipped_files = list(train.skipped) + ([] if test is None else list(test.skipped))
         try:
-            summary = self._stages(ctx, info, plugins, train, evalset, ckpt, start)
+            with activated(self.cap):
+                summary = self._stages(ctx, info, plugins, train, evalset, ckpt, start)
         except BaseException as exc:
             self._write_run_state(info, "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
             self.events.emit_exception(exc)
             raise
+        finally:
+            if self.cap is not None and self.main:
+                self.cap.write(self.output_dir / "rehearsal.json")
         self._write_run_state(info, "finished")
         return summary
 
@@ -324,7 +337,8 @@ class Engine:
         elif state.history:  # resumed: the last completed epoch's training figures belong in the summary too
             metrics = {**{k: v for k, v in state.history[-1].items() if k != "epoch"}, **metrics}
         self.events.emit("on_stage_start", stage="self_label", total=tcfg.epochs)
-        for epoch in range(state.epoch + 1, tcfg.epochs + 1):
+        last = tcfg.epochs if self.cap is None else self.cap.epochs(state.epoch + 1, tcfg.epochs)
+        for epoch in range(state.epoch + 1, last + 1):
             seed_everything(ctx.seed * 1_000_003 + epoch)  # per-epoch seeding: resumed runs match exactly
             with plugin_call("self_label", selection, epoch, "on_epoch_start"):
                 selection.on_epoch_start(ctx, epoch_state)
@@ -354,7 +368,7 @@ class Engine:
         assert isinstance(plugin, PretrainPlugin)
         backbone = ctx.build_backbone()
         key = cache.backbone_key(self.recipe.resolved(), train.fingerprint(), includes_head=plugin.makes_head)
-        if not (plugin.cacheable and self.main):
+        if not (plugin.cacheable and self.main) or self.cap is not None:
             return self._pretrain_keyed(ctx, plugin, backbone, train, info, key)
 
         def waiting() -> None:
@@ -365,7 +379,7 @@ class Engine:
 
     def _pretrain_keyed(self, ctx: RunContext, plugin: PretrainPlugin, backbone: nn.Module, train: ImageData,
                         info: RunInfo, key: str) -> tuple[nn.Module, nn.Module | None]:
-        cached = cache.load_cached(key) if plugin.cacheable else None
+        cached = cache.load_cached(key) if plugin.cacheable and self.cap is None else None
         info.tags["pretrain_cache"] = "hit" if cached else ("miss" if plugin.cacheable else "off")
         info.tags["pretrain_cache_key"] = key
         if cached is not None:
@@ -384,7 +398,7 @@ class Engine:
             with plugin_call("pretrain", plugin, method="pretrain"):
                 result = contract.pretrain_result(Call(plugin, "pretrain", "pretrain"), plugin.pretrain(ctx, backbone))
         self.events.emit("on_stage_end", stage="pretrain")
-        if plugin.cacheable and self.main:
+        if plugin.cacheable and self.main and self.cap is None:
             cache.store(key, {"backbone": result.backbone.state_dict(),
                               "head": result.head.state_dict() if result.head is not None else None})
         return result.backbone.to(ctx.device), result.head

@@ -13,6 +13,7 @@ from torch import nn
 
 from toolkit.data.views import BatchView
 from toolkit.api.precision import autocast
+from toolkit.api.step_cap import chunked
 from toolkit.api.slots import CalibrationPlugin
 from toolkit.metrics import evaluate
 from toolkit.run import contract
@@ -39,22 +40,22 @@ def predict(images: torch.Tensor, view: BatchView, backbone: nn.Module, head: nn
     modes = [(m, m.training) for m in (backbone, head)]
     for m, _ in modes:
         m.eval()
-    feats, logits = [], []
+    given = features
+
+    def rows(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+        with autocast(device):
+            if given is not None:
+                f = given[start:stop].to(device)
+            else:
+                f = backbone(view(images[start:stop].to(device, non_blocking=True)))
+            z = head(f)
+        return f.float(), z.float()
+
     try:
-        for start in range(0, len(images), batch_size):
-            with autocast(device):
-                if features is not None:
-                    f = features[start:start + batch_size].to(device)
-                else:
-                    f = backbone(view(images[start:start + batch_size].to(device, non_blocking=True)))
-                z = head(f)
-            feats.append(f.float())
-            logits.append(z.float())
+        features, logit = chunked(len(images), batch_size, rows)  # a rehearsal ([train] max_steps) cuts it short
     finally:
         for m, mode in modes:
             m.train(mode)
-    features = torch.cat(feats)
-    logit = torch.cat(logits)
     with plugin_call("evaluation", calibration, method="predict"):
         final = calibration.predict(features, logit)
     final = contract.probabilities(Call(calibration, "predict", "evaluation"), final, len(logit), logit.shape[1], True)

@@ -79,12 +79,14 @@ class ConditionalDDPMGeneration(GenerationPlugin[Options]):
             ctx.events.emit("on_stage_end", stage=stage)
         else:
             loss = float("nan")
+        ctx.events.emit("on_stage_start", stage="generator_sampling", total=None)  # timed apart from training
         self.pool = self._generate_pool(ctx, labels, round_index)
         metrics = {"pool_size": float(len(self.pool)), "loss_ddpm": loss,
                    "min_cluster_fraction": float(torch.bincount(labels, minlength=ctx.num_clusters).min())
                    / max(len(labels), 1) * ctx.num_clusters}
         if state.classify is not None:
             metrics["fidelity"] = self.fidelity(state.classify)
+        ctx.events.emit("on_stage_end", stage="generator_sampling")
         if self.previous_labels is not None:
             metrics["labels_changed"] = float((self.previous_labels != labels).float().mean())
         self.previous_labels = labels.clone()
@@ -110,19 +112,23 @@ class ConditionalDDPMGeneration(GenerationPlugin[Options]):
         counts = pool_counts(labels, ctx.num_clusters, size, o.pool_min_per_class)
         wanted = torch.repeat_interleave(torch.arange(ctx.num_clusters), counts).to(ctx.device)
         gen = ctx.generator(POOL_SALT, round_index, *([epoch] if epoch else []))  # round starts: (salt, round)
-        x = self.ddpm.generate(wanted, o.sampler, o.sample_steps or o.timesteps, gen, o.use_ema, o.sample_batch_size,
-                               o.clip_denoised)
+        chunk = o.sample_batch_size
+        (x,) = ctx.chunked(len(wanted), chunk, lambda a, b: (self.ddpm.generate(  # chunk by chunk: the same draws
+            wanted[a:b], o.sampler, o.sample_steps or o.timesteps, gen, o.use_ema, chunk, o.clip_denoised),))
         return Pool(to_uint8(x), wanted)
 
     def fidelity(self, classify: Callable[[torch.Tensor], torch.Tensor]) -> float:
         """Share of pool images the clustering head assigns to the cluster they were conditioned on."""
         if self.pool is None or len(self.pool) == 0:
             return float("nan")
-        hits = 0
-        for images, labels in zip(self.pool.images.split(1024), self.pool.labels.split(1024)):  # bounded memory
-            probs = classify(self.ctx.views.raw(images))
-            hits += int((probs.argmax(1) == labels.to(probs.device)).sum())
-        return hits / len(self.pool)
+        pool = self.pool
+
+        def hits(a: int, b: int) -> tuple[torch.Tensor]:  # in chunks: bounded memory
+            probs = classify(self.ctx.views.raw(pool.images[a:b]))
+            return ((probs.argmax(1) == pool.labels[a:b].to(probs.device)).float(),)
+
+        (hit,) = self.ctx.chunked(len(pool), 1024, hits)
+        return float(hit.sum()) / len(pool)
 
     def _log_grid(self, ctx: RunContext, round_index: int) -> None:
         o = self.options

@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 import torch
 
+from toolkit.api import inner_loop
+
 Sampler = Literal["ddpm", "ddim", "dpm_solver"]
 
 
@@ -79,7 +81,7 @@ def sample(eps_fn: Any, scheduler: Any, labels: torch.Tensor, shape: tuple[int, 
     scheduler.set_timesteps(steps)
     x = torch.randn((len(labels), *shape), generator=generator).to(device)
     x = x * scheduler.init_noise_sigma
-    for t in scheduler.timesteps:
+    for t in inner_loop(scheduler.timesteps):  # a rehearsal ([train] max_steps) runs only a few of them
         eps = eps_fn(x, t, labels)
         x = scheduler.step(eps, t, x, generator=generator).prev_sample
     return x.clamp(-1, 1) if clamp else x
