@@ -14,8 +14,9 @@ epoch and epochs at full size, whole-data passes, and the projected wall time of
     epochs x (steps/epoch x time/step + the last rehearsed epoch's passes at full size and other work)
     + the stage's one-off work (its first epoch's extra time, passes before the first epoch at full size)
 
-(plus, for GCC, its generator stages times the rounds of the full recipe). The GPU column comes from a throughput
-table measured on a GPU (`--gpu-table`, written by benchmarks/gpu/check.sh); without one it says "not measured".
+(plus, for GCC, its generator stages times the rounds of the full recipe). The GPU column is the same projection
+from a rehearsal of the same recipe run on a GPU (`--device cuda --keep DIR` there, as benchmarks/gpu/check.sh
+does; then `--gpu-runs DIR` here); without one it says "not measured".
 A recipe passes when its run ends (no out-of-memory, shape error or stage that never ends) within --timeout.
 """
 
@@ -100,22 +101,22 @@ def project(stage: dict, rounds: int) -> float:
     return total
 
 
-def gpu_speedup(table: Path | None, method: str) -> float | None:
-    """This machine's time per step over the GPU's, from a GPU check table (None: not measured)."""
-    if table is None or not table.is_file():
+def gpu_stages(runs: Path | None, recipe: str) -> dict[str, dict] | None:
+    """The stages a rehearsal of `recipe` measured on a GPU (its --keep folder), or None (not measured)."""
+    path = None if runs is None else runs / Path(recipe).stem / "rehearsal.json"
+    if path is None or not path.is_file():
         return None
-    data = json.loads(table.read_text())
-    value = data.get(method)
-    return float(value) if value else None
+    return {s["name"]: s for s in json.loads(path.read_text())["stages"]}
 
 
-def rehearse(recipe: Path, max_steps: int, extra: list[str], timeout: float, workdir: Path) -> dict:
+def rehearse(recipe: Path, max_steps: int, extra: list[str], timeout: float, workdir: Path,
+             device: str = "cpu") -> dict:
     """Run one recipe's rehearsal in its own process; returns its measurements (or its failure)."""
     out = workdir / recipe.stem
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
            "TOOLKIT_CACHE_DIR": str(workdir / "cache")}
     cmd = [str(Path(sys.executable).parent / "toolkit"), "run", str(recipe), "-o", str(out), "--no-progress",
-           "--device", "cpu"]
+           "--device", device]
     for value in overrides(recipe, max_steps) + extra:
         cmd += ["--set", value]
     started = time.perf_counter()
@@ -131,28 +132,32 @@ def rehearse(recipe: Path, max_steps: int, extra: list[str], timeout: float, wor
             "rounds": gcc_rounds(recipe)}
 
 
-def table(results: list[dict], gpu: Path | None) -> str:
+def table(results: list[dict], gpu_runs: Path | None) -> str:
     """One Markdown table: a row per stage, a total row per recipe."""
     lines = ["| recipe | stage | peak host memory | time/step | steps/epoch x epochs | passes (full size) | "
-             "projected here | projected on one H100/H200 |", "|---|---|---|---|---|---|---|---|"]
+             "projected here | projected on the GPU |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
-        method = r["recipe"].split("_", 1)[0]
-        speedup = gpu_speedup(gpu, method)
-        total = 0.0
+        gpu = gpu_stages(gpu_runs, r["recipe"])
+        total = gpu_total = 0.0
         for s in r["stages"]:
             if not (s["step_seconds"] or s["pass_seconds"] or s["own_seconds"] > 0.05):
                 continue
             seconds = project(s, r["rounds"])
             total += seconds
-            per_step = step_time(s)
+            on_gpu = "not measured"
+            if gpu is not None and s["name"] in gpu:
+                gpu_seconds = project(gpu[s["name"]], r["rounds"])
+                gpu_total += gpu_seconds
+                g = gpu[s["name"]]
+                on_gpu = (f"{_duration(gpu_seconds)} ({step_time(g):.3f} s/step, "
+                          f"{g.get('peak_device_bytes', 0) / 2**30:.1f} GiB on the GPU)")
             lines.append(f"| {r['recipe']} | {s['name']} | {s['peak_bytes'] / 2**30:.1f} GiB | "
-                         f"{per_step:.2f} s | {s['steps_per_epoch']} x {s['epochs'] or 1} | "
-                         f"{_duration(s['pass_projected'])} | {_duration(seconds)} | "
-                         f"{_duration(seconds / speedup) if speedup else 'not measured'} |")
+                         f"{step_time(s):.2f} s | {s['steps_per_epoch']} x {s['epochs'] or 1} | "
+                         f"{_duration(s['pass_projected'])} | {_duration(seconds)} | {on_gpu} |")
         status = f"passed ({r['wall']:.0f} s)" if r["ok"] else f"FAILED (exit {r['code']}): {' / '.join(r['tail'])}"
         lines.append(f"| **{r['recipe']}** | **whole recipe**: {status} | "
                      f"{max((s['peak_bytes'] for s in r['stages']), default=0) / 2**30:.1f} GiB | | | | "
-                     f"**{_duration(total)}** | {_duration(total / speedup) if speedup else 'not measured'} |")
+                     f"**{_duration(total)}** | {_duration(gpu_total) if gpu is not None else 'not measured'} |")
     return "\n".join(lines)
 
 
@@ -174,8 +179,9 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=3)
     parser.add_argument("--set", dest="extra", action="append", default=[], help="more --set values for every run")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds a recipe may take before it fails")
-    parser.add_argument("--gpu-table", type=Path, default=None,
-                        help="JSON {method: GPU speed-up over this machine per step} from a GPU check")
+    parser.add_argument("--device", default="cpu", help="where the rehearsals run (cpu, cuda)")
+    parser.add_argument("--gpu-runs", type=Path, default=None,
+                        help="the --keep folder of the same rehearsals run on a GPU: fills the GPU column")
     parser.add_argument("--keep", type=Path, default=None, help="keep the runs in this folder")
     args = parser.parse_args()
     recipes = list(args.recipes) + ([p for p in paper_recipes() if re.search(args.only, p.name)] if args.paper else [])
@@ -185,14 +191,14 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
     results = []
     for recipe in recipes:
-        result = rehearse(recipe.resolve(), args.max_steps, args.extra, args.timeout, workdir)
+        result = rehearse(recipe.resolve(), args.max_steps, args.extra, args.timeout, workdir, args.device)
         results.append(result)
         print(f"{recipe.name}: {'passed' if result['ok'] else 'FAILED'} in {result['wall']:.0f} s", flush=True)
     print()
-    print(f"Rehearsal, `[train] max_steps = {args.max_steps}`, {os.cpu_count()} CPU cores, "
+    print(f"Rehearsal, `[train] max_steps = {args.max_steps}`, device {args.device}, {os.cpu_count()} CPU cores, "
           f"{time.strftime('%Y-%m-%d')}:")
     print()
-    print(table(results, args.gpu_table))
+    print(table(results, args.gpu_runs))
     sys.exit(0 if all(r["ok"] for r in results) else 1)
 
 

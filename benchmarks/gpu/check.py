@@ -8,7 +8,8 @@ environment (torch, CUDA, devices, bf16, faiss), imports without ray and optuna 
 and without MLflow's server, the CUDA tests, the speed settings (bf16 autocast, channels_last, torch.compile,
 data on the device) in a real `toolkit run`, faiss k-means on the GPU against the CPU, two-rank NCCL data
 parallel (with two GPUs), and each method's stage throughput against the bare backbone's forward+backward
-at CIFAR size (benchmarks/throughput.py). Writes OUT/check.md; exits 1 if a part failed.
+at CIFAR size (benchmarks/throughput.py), and paper recipes rehearsed at CIFAR-10 size on the GPU
+(benchmarks/rehearsal.py). Writes OUT/check.md; exits 1 if a part failed.
 """
 
 from __future__ import annotations
@@ -172,10 +173,23 @@ def throughput(s: Settings) -> tuple[str, str]:
     return "ok", "see below" if table else last_line(text)
 
 
+def rehearsal(s: Settings) -> tuple[str, str]:
+    """Paper recipes at CIFAR-10 size, a few steps per stage on the GPU: memory, step times, projected hours.
+    The suite rehearses on the CPU itself (tests/core/test_rehearsal.py), so the CPU check skips this part."""
+    if not s.cuda:
+        return "skipped", "no CUDA device (the CPU rehearsal is benchmarks/rehearsal.py without --device)"
+    recipes = [str(ROOT / "recipes" / f"{name}.toml") for name in ("cdc_cifar10", "gcc_cifar10")]
+    rc, text = run(s, [str(ROOT / "benchmarks" / "rehearsal.py"), *recipes, "--device", "cuda", "--max-steps", "2",
+                       "--timeout", "120", "--keep", str(s.out / "rehearsal")], 260)
+    (s.out / "rehearsal.txt").write_text(text + "\n")
+    return ("ok" if rc == 0 else "FAILED"), "see below" if "| recipe |" in text else last_line(text)
+
+
 PARTS: list[tuple[str, Callable[[Settings], tuple[str, str]]]] = [
     ("environment", environment), ("imports without ray, optuna, mlflow.server", imports),
     ("CUDA tests", cuda_tests), ("speed settings in a real run", speed_settings), ("faiss k-means on the GPU", faiss_gpu),
     ("two-rank NCCL data parallel", nccl), ("stage throughput vs bare backbone", throughput),
+    ("paper recipes rehearsed at CIFAR-10 size", rehearsal),
 ]
 
 
@@ -210,6 +224,11 @@ def main() -> int:
     if tp.is_file():
         lines += ["", "Throughput (benchmarks/throughput.py):", "", *[line for line in tp.read_text().splitlines()
                                                                        if line.startswith("|") or "device" in line]]
+    rh = s.out / "rehearsal.txt"
+    if rh.is_file():
+        lines += ["", "Rehearsal (benchmarks/rehearsal.py; the GPU column of a CPU rehearsal reads "
+                  f"--gpu-runs {s.out / 'rehearsal'}):", "",
+                  *[line for line in rh.read_text().splitlines() if line.startswith("|")]]
     (s.out / "check.md").write_text("\n".join(lines) + "\n")
     print(f"\nwrote {s.out / 'check.md'}")
     return 1 if any(x.status == "FAILED" for x in parts) else 0

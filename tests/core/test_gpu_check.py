@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_cpu_parts_of_the_gpu_check(tmp_path: Path) -> None:
     # the speed settings part is a `toolkit run` with channels_last / data on device forced: tests/core/
     # test_speed_options.py runs those settings in-process already, so the suite leaves that part out
-    parts = "environment,imports,CUDA,faiss,NCCL,throughput"
+    parts = "environment,imports,CUDA,faiss,NCCL,throughput,rehearsed"
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu" / "check.py"), "--cpu", "--quick",
                            "--only", parts, "--out", str(tmp_path)], capture_output=True, text=True,
                           env=toolkit_env(), timeout=1800)
@@ -28,5 +28,6 @@ def test_cpu_parts_of_the_gpu_check(tmp_path: Path) -> None:
     assert rows["environment"] == "ok" and rows["imports without ray, optuna, mlflow.server"] == "ok"
     assert rows["CUDA tests"] == "skipped" and rows["two-rank NCCL data parallel"] == "skipped"
     assert rows["faiss k-means on the GPU"] == "skipped"  # ran on the CPU only
+    assert rows["paper recipes rehearsed at CIFAR-10 size"] == "skipped"  # the suite rehearses on the CPU itself
     assert rows["stage throughput vs bare backbone"] == "ok"
     assert "bare backbone fwd+bwd (ceiling)" in table and "baseline: self-labeling" in table

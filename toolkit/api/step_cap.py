@@ -57,6 +57,8 @@ class StageRecord:
     marks: list[tuple[float, float, float, float, float]] = field(default_factory=list)
     #: Peak resident host memory while the stage ran (bytes; Linux VmHWM, reset at the stage's start).
     peak_bytes: int = 0
+    #: Peak GPU memory allocated by torch while the stage ran (bytes; 0 without CUDA).
+    peak_device_bytes: int = 0
     times_run: int = 0
 
 
@@ -81,7 +83,7 @@ class StepCap:
         rec = self.stages.setdefault(stage, StageRecord(stage))
         rec.epochs = total if total is not None else rec.epochs
         rec.times_run += 1
-        self._note_peak()  # what the enclosing stages reached so far, before the mark is reset
+        self._note_peak(reset=True)  # what the enclosing stages reached so far, before the marks are reset
         _reset_peak()
         self._stack.append((rec, time.perf_counter(), 0.0))
 
@@ -109,10 +111,11 @@ class StepCap:
             rec.marks.append((time.perf_counter(), sum(rec.step_seconds), rec.pass_seconds, rec.pass_projected,
                               rec.nested_seconds))
 
-    def _note_peak(self) -> None:
-        peak = _peak()
+    def _note_peak(self, reset: bool = False) -> None:
+        peak, device = _peak(), _device_peak(reset)
         for rec, _, _ in self._stack:
             rec.peak_bytes = max(rec.peak_bytes, peak)
+            rec.peak_device_bytes = max(rec.peak_device_bytes, device)
 
     def _current(self) -> StageRecord:
         if not self._stack:
@@ -214,6 +217,16 @@ def _reset_peak() -> None:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         pass
+
+
+def _device_peak(reset: bool = False) -> int:
+    """torch's peak CUDA allocation since the last reset (0 without CUDA)."""
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return 0
+    peak = int(torch.cuda.max_memory_allocated())
+    if reset:
+        torch.cuda.reset_peak_memory_stats()
+    return peak
 
 
 def _peak() -> int:
