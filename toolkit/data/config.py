@@ -30,6 +30,10 @@ class DataConfig(BaseModel):
     )
     workers: int | None = Field(
         default=None, ge=1, description="image_folder: processes decoding images (default: one per CPU core)")
+    decode: Literal["processes", "ray"] = Field(
+        default="processes", description='image_folder: who decodes: "processes" (this machine, `workers` of them) '
+        'or "ray" (Ray Data tasks on the cluster RAY_ADDRESS names, else a local Ray; needs ray[data]; the images, '
+        "their order and the unreadable files are the same either way; toolkit/data/ray_decode.py)")
     cache_decoded: bool = Field(
         default=True, description="image_folder: keep the decoded, resized images as a memory-mapped file in the "
         "cache (keyed by the files' paths, sizes and dates and these settings): later loads read it instead of "

@@ -108,12 +108,18 @@ def decode_workers(setting: int | None) -> int:
     return max(1, setting if setting is not None else (os.cpu_count() or 1))
 
 
-def _decoded(files: list[Path], size: Size, channels: int, workers: int):  # noqa: ANN202 - an iterator
+def _decoded(files: list[Path], size: Size, channels: int, workers: int,  # noqa: ANN202 - an iterator
+             backend: str = "processes"):
     """(readable images stacked, [(offset, reason)] of the unreadable ones) per block of consecutive files, in
     file order. With several workers and enough files, decoded by worker processes (numpy and Pillow only, so
     they start fast), each block coming back as one buffer: for small files the per-file Python work holds the
     GIL and threads gained nothing (benchmarks/folder_decode.py)."""
     tasks = [files[i:i + _TASK] for i in range(0, len(files), _TASK)]
+    if backend == "ray":  # [data] decode = "ray": the blocks fan out over a Ray cluster
+        from toolkit.data.ray_decode import decoded_blocks
+
+        yield from decoded_blocks(tasks, size, channels)
+        return
     if workers <= 1 or len(files) < _PROCESS_MIN:
         for task in tasks:
             yield _read_here(task, size, channels)
@@ -131,14 +137,14 @@ def _read_here(files: list[Path], size: Size, channels: int) -> tuple[np.ndarray
 
 
 def _build(files: list[Path], size: Size, channels: int, unreadable: _Unreadable,
-           workers: int = 1, out: np.ndarray | None = None) -> tuple[torch.Tensor, list[int]]:
+           workers: int = 1, out: np.ndarray | None = None, backend: str = "processes") -> tuple[torch.Tensor, list[int]]:
     """uint8 [N, C, H, W] of the files that could be read, and their positions in `files`; decoded by
     `workers` processes into `out` (e.g. a memory-mapped file; default a new array), unreadable files
     reported in file order (so `strict` stops at the first one)."""
     images = np.empty((len(files), channels, *size), dtype=np.uint8) if out is None else out
     kept: list[int] = []
     start = 0
-    for block, failures in _decoded(files, size, channels, workers):
+    for block, failures in _decoded(files, size, channels, workers, backend):
         bad = {offset for offset, _ in failures}
         for offset, why in failures:
             unreadable.report(files[start + offset], why)
@@ -186,9 +192,9 @@ def _probe_part(folder: Path, files: list[Path], labels: np.ndarray | None, stri
 
 
 def _load_part(part: _Part, size: Size, channels: int, class_names: list[str] | None, workers: int,
-               out: np.ndarray | None = None) -> tuple[ImageData, list[int]]:
+               out: np.ndarray | None = None, backend: str = "processes") -> tuple[ImageData, list[int]]:
     """The part's readable images (into `out` when given) and their positions in the folder's scanned list."""
-    images, kept = _build(part.files, size, channels, part.unreadable, workers, out)
+    images, kept = _build(part.files, size, channels, part.unreadable, workers, out, backend)
     _require_readable(part, len(kept))
     labels = None if part.labels is None else part.labels[kept]
     data = ImageData(images, labels, "image_folder", class_names, skipped=part.unreadable.skipped)
@@ -252,10 +258,11 @@ def _decode(cfg: DataConfig, folders: list[Path], scans: list, labels: list[np.n
     channels = cfg.channels or (3 if any(colour for _, colour in probes) else 1)
     workers = decode_workers(cfg.workers)
     if key is None:
-        return [_load_part(part, size, channels, class_names, workers) for part in parts]
+        return [_load_part(part, size, channels, class_names, workers, backend=cfg.decode) for part in parts]
     arrays = [folder_cache.new_array(key, n, (len(part.files), channels, *size)) for n, part in enumerate(parts)]
     try:
-        loaded = [_load_part(part, size, channels, class_names, workers, out[0]) for part, out in zip(parts, arrays)]
+        loaded = [_load_part(part, size, channels, class_names, workers, out[0], cfg.decode)
+                  for part, out in zip(parts, arrays)]
     except BaseException:
         for _, temporary, _ in arrays:
             temporary.unlink(missing_ok=True)
