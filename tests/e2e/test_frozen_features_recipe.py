@@ -1,6 +1,6 @@
 """recipes/frozen_features.toml through the engine and MLflow with a tiny randomly initialised timm model: the run
-encodes its three views once (weak and strong copies, raw), and a second run of the same backbone reads them
-all from the feature cache. (In process: a CLI start costs seconds of imports and adds nothing here.)"""
+encodes its three views once (weak and strong copies, raw; head-init's raw features are the same entry, read
+back by self-labeling), and a second run of the same backbone reads them all from the feature cache. (In process: a CLI start costs seconds of imports and adds nothing here.)"""
 
 from __future__ import annotations
 
@@ -28,6 +28,6 @@ def test_frozen_features_recipe_reuses_its_encodings(tmp_path: Path, mlflow_stor
         summaries.append(Engine(recipe, tmp_path / name, device="cpu", observers=[MlflowTracker()]).run())
     client = MlflowClient(mlflow_store)
     tags = [client.get_run(s["mlflow_run_id"]).data.tags for s in summaries]
-    assert [t["feature_cache"] for t in tags] == ["0 read, 3 encoded", "3 read, 0 encoded"]
+    assert [t["feature_cache"] for t in tags] == ["1 read, 3 encoded", "4 read, 0 encoded"]
     assert tags[0]["plugin.calibration"] == "cdc_head" and 0.0 <= summaries[1]["acc"] <= 1.0
     assert len(list((tmp_path / "cache" / "features").glob("*.pt"))) == 3

@@ -24,7 +24,7 @@ from toolkit.run import backbone_cache as cache
 from toolkit.api.step_cap import StepCap, activated
 from toolkit.run import feature_cache
 from toolkit.run.rehearsal import CapObserver
-from toolkit.run.frozen_features import FrozenFeatures
+from toolkit.run.frozen_features import FROZEN_SALT, FrozenFeatures
 from toolkit.run.speed import Speed
 from toolkit.files import load_safe
 from toolkit.run.checkpoints import CheckpointWriter, TrainState
@@ -277,7 +277,7 @@ class Engine:
         else:
             seed_everything(ctx.seed + 2)  # same draws whether the backbone came from the cache or not
             self.events.emit("on_stage_start", stage="head_init", total=None)
-            features = ctx.encode(backbone)
+            features = self._head_init_features(ctx, backbone)
             if self.cfg.experiment.restarts > 1 and not getattr(plugins["pretrain"], "makes_head", False):
                 head = self._restarted_head(ctx, head_init, backbone, features, pretrained_head, train)
             else:
@@ -402,6 +402,14 @@ class Engine:
             cache.store(key, {"backbone": result.backbone.state_dict(),
                               "head": result.head.state_dict() if result.head is not None else None})
         return result.backbone.to(ctx.device), result.head
+
+    def _head_init_features(self, ctx: RunContext, backbone: nn.Module) -> torch.Tensor:
+        """The raw view's features head-init starts from. With a frozen backbone they go through the feature cache
+        under the key [train] cached_views also uses for its raw copy, so later runs and search trials on the same
+        backbone and data read them instead of encoding (the same numbers: the raw view draws nothing)."""
+        if self.cfg.train.freeze_backbone and ctx.feature_store is not None:
+            return ctx.encode_copies(backbone, "raw", 1, FROZEN_SALT, 0)[0]
+        return ctx.encode(backbone)
 
     def _init_head(self, ctx: RunContext, plugin: HeadInitPlugin, backbone: nn.Module, features: torch.Tensor,
                    pretrained_head: nn.Module | None) -> nn.Module:
