@@ -115,6 +115,9 @@ class RunContext:
     feature_store: FeatureStore | None = None
     #: Content hash of the training images (part of a feature-store key); "" keeps nothing.
     data_fingerprint: str = ""
+    #: Computes raw-view features elsewhere ([train] encode = "ray": Ray Data actors on a cluster), called as
+    #: `remote_encoder(module, raw_view, images, chunk)`; None: in this process.
+    remote_encoder: Callable[[nn.Module, "BatchView", torch.Tensor, int], torch.Tensor] | None = None
     _last_save: dict[str, float] = field(default_factory=dict, repr=False)
 
     def generator(self, *salt: int) -> torch.Generator:
@@ -191,12 +194,22 @@ class RunContext:
     @torch.no_grad()
     def encode(self, module: nn.Module, view: str = "raw", batch_size: int | None = None) -> torch.Tensor:
         """Run `module` over every image (eval mode, given view) and return stacked outputs on the device."""
+        remote = self._remote(view)
+        if remote is not None:
+            return remote(module, self.views.raw, self.data.images, batch_size or 1024).to(self.device)
         was_training = module.training
         module.eval()
         (out,) = self.chunked(len(self.data), batch_size or 1024,
                               lambda a, b: (module(self.view(view, torch.arange(a, b))).float(),))
         module.train(was_training)
         return out
+
+    def _remote(self, view: str) -> Callable[[nn.Module, "BatchView", torch.Tensor, int], torch.Tensor] | None:
+        """The remote encoder for a pass over `view`: only the raw view (it draws nothing, so a remote pass gives
+        what a local one does), and never in a rehearsal (which cuts passes short here)."""
+        from toolkit.api import step_cap
+
+        return self.remote_encoder if view == "raw" and step_cap.active() is None else None
 
     def encode_copies(self, module: nn.Module, view: str, copies: int, *salt: int,
                       batch_size: int | None = None) -> torch.Tensor:
@@ -210,6 +223,9 @@ class RunContext:
         chunk = batch_size or 1024
 
         def make() -> torch.Tensor:
+            remote = self._remote(view)
+            if remote is not None:  # the raw view draws nothing: every copy is the same pass
+                return remote(module, self.views.raw, self.data.images, chunk).unsqueeze(0).expand(copies, -1, -1)
             was_training = module.training
             module.eval()
             out = []

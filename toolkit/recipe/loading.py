@@ -111,6 +111,10 @@ class TrainConfig(_Strict):
         None, ge=1, description="plan each batch once (confidence, selection, batch-wide statistics), then train it "
                                 "in contiguous chunks of this many rows, one optimiser step each (CDC's B_s: "
                                 "B / B_s updates per batch); unset: one step per batch")
+    encode: Literal["local", "ray"] = Field(
+        "local", description='where raw-view features of a frozen backbone are computed (head-init\'s features, '
+        'cached_views\' raw copy): "local" (this process) or "ray" (Ray Data actors on the cluster RAY_ADDRESS '
+        "names, else a local Ray; needs ray[data]; toolkit/run/ray_encode.py)")
     max_steps: int | None = Field(
         None, ge=1, description="a rehearsal, not a result: every stage's epochs stop after this many training "
         "steps, every stage runs at most 2 epochs, every whole-data pass computes this many chunks (the other rows "

@@ -24,6 +24,7 @@ from toolkit.run import backbone_cache as cache
 from toolkit.api.step_cap import StepCap, activated
 from toolkit.run import feature_cache
 from toolkit.run.rehearsal import CapObserver
+from toolkit.run.ray_encode import remote_encoder
 from toolkit.run.frozen_features import FROZEN_SALT, FrozenFeatures
 from toolkit.run.speed import Speed
 from toolkit.files import load_safe
@@ -213,7 +214,8 @@ class Engine:
                          schedule=Schedule(tcfg.epochs, max(len(train) // tcfg.batch_size, 1)),
                          checkpoint_dir=self.folder.stage_points if self.main else None,
                          artifact_dir=self.folder.artifacts if self.main else None,
-                         feature_store=self.feature_cache, data_fingerprint=train.fingerprint())
+                         feature_store=self.feature_cache, data_fingerprint=train.fingerprint(),
+                         remote_encoder=remote_encoder(tcfg.encode))
         plugins: dict[str, Plugin] = {slot: self.recipe.build_plugin(slot) for slot in SLOTS}
         if k == 0 and getattr(plugins["pretrain"], "makes_head", False):
             raise RecipeError(f"\"auto\" needs a pretrain stage that does not train the clustering head; "
