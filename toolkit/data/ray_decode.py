@@ -26,21 +26,28 @@ def _read_block(row: dict[str, Any], size: Size, channels: int) -> dict[str, Any
     return {"pixels": block.tobytes(), "count": len(block), "failures": json.dumps(failures)}
 
 
-def decoded_blocks(tasks: list[list[Path]], size: Size, channels: int) -> Iterator[tuple[np.ndarray, list]]:
-    """(readable images uint8 [n, C, H, W], [(offset, reason)]) per block of files, in order, decoded by Ray."""
+def ray_data(option: str, alternative: str) -> Any:
+    """Ray Data, ready for ordered pipelines: imported (one line naming `option` and its `alternative` when it is
+    missing), Ray joined or started (RAY_ADDRESS, else local; an initialised Ray is kept), results in order."""
     try:
         import ray
         import ray.data
     except ImportError as exc:
-        raise UserError(f'[data] decode = "ray" needs Ray Data ({exc.name} is missing): pip install "ray[data]", '
-                        'or use decode = "processes"') from None
+        raise UserError(f'{option} needs Ray Data ({exc.name} is missing): pip install "ray[data]", '
+                        f"or use {alternative}") from None
     if not ray.is_initialized():
         ray.init(logging_level="WARNING", log_to_driver=False, include_dashboard=False)
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
+    return ray.data
+
+
+def decoded_blocks(tasks: list[list[Path]], size: Size, channels: int) -> Iterator[tuple[np.ndarray, list]]:
+    """(readable images uint8 [n, C, H, W], [(offset, reason)]) per block of files, in order, decoded by Ray."""
+    data = ray_data('[data] decode = "ray"', 'decode = "processes"')
     rows = [{"files": json.dumps([str(f) for f in task])} for task in tasks]
-    blocks = ray.data.from_items(rows, override_num_blocks=max(1, len(rows))).map(
+    blocks = data.from_items(rows, override_num_blocks=max(1, len(rows))).map(
         _read_block, fn_kwargs={"size": tuple(size), "channels": channels})
     for row in blocks.iter_rows():
         pixels = np.frombuffer(row["pixels"], dtype=np.uint8).reshape((int(row["count"]), channels, *size))

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from toolkit.data.ray_decode import ray_data
 from toolkit.data.views import BatchView
-from toolkit.errors import UserError
 
 
 def _encode_block(batch: dict[str, np.ndarray], module: list[Any], view: BatchView, images: list[Any]) -> dict:
@@ -38,21 +38,13 @@ def _encode_block(batch: dict[str, np.ndarray], module: list[Any], view: BatchVi
 
 def encode(module: nn.Module, view: BatchView, images: torch.Tensor, chunk: int) -> torch.Tensor:
     """Features [N, D] of `view(images)` through `module`, one Ray Data task per block of `chunk`, in order."""
-    try:
-        import ray
-        import ray.data
-    except ImportError as exc:
-        raise UserError(f'[train] encode = "ray" needs Ray Data ({exc.name} is missing): pip install "ray[data]", '
-                        'or use encode = "local"') from None
-    if not ray.is_initialized():
-        ray.init(logging_level="WARNING", log_to_driver=False, include_dashboard=False)
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True
-    context.enable_progress_bars = False
+    import ray
+
+    data = ray_data('[train] encode = "ray"', 'encode = "local"')
     n = len(images)
     # one block of positions per chunk, made here (no read tasks); tasks, not actors: Ray runs as many at once
     # as the cluster has CPUs and nothing waits for a CPU another operator holds
-    blocks = ray.data.from_numpy([np.arange(a, min(a + chunk, n), dtype=np.int64) for a in range(0, n, chunk)])
+    blocks = data.from_numpy([np.arange(a, min(a + chunk, n), dtype=np.int64) for a in range(0, n, chunk)])
     refs = {"module": [ray.put(copy.deepcopy(module).cpu().eval())], "images": [ray.put(images.cpu().numpy())]}
     encoded = blocks.map_batches(_encode_block, fn_kwargs={**refs, "view": view}, batch_size=None,
                                  batch_format="numpy")
