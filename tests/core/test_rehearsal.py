@@ -65,6 +65,21 @@ def test_inner_loop_runs_a_few_and_scales_the_chunk_time() -> None:
     assert record.pass_projected == pytest.approx(record.pass_seconds * 25 * 4 / 2)
 
 
+def test_a_pass_inside_a_step_scales_the_step_not_the_passes() -> None:
+    import time
+
+    def fn(a: int, b: int) -> tuple[torch.Tensor]:
+        time.sleep(0.02)
+        return (torch.zeros(b - a),)
+
+    cap = StepCap(1)
+    with activated(cap):
+        for _ in cap.steps(iter([torch.arange(3)] * 5), 5):
+            chunked(100, 10, fn)  # 1 of 10 chunks: the step would take about 10 times as long
+    record = cap.stages["between_stages"]
+    assert record.pass_seconds == 0 and len(record.step_seconds) == 1 and record.step_seconds[0] >= 10 * 0.02
+
+
 def test_capped_run_cuts_every_stage_the_same_way(tmp_path: Path, mlflow_store: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOOLKIT_CACHE_DIR", str(tmp_path / "cache"))

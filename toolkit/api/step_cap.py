@@ -70,6 +70,7 @@ class StepCap:
         #: How much longer than measured the current step or chunk would take: an inner loop cut from T to S
         #: iterations (`inner_loop`) inside it sets T/S.
         self.inner_scale = 1.0
+        self._in_step = False  # a pass inside a training step (e.g. sampling per step) scales the step instead
         self.stages: dict[str, StageRecord] = {}
         self._stack: list[tuple[StageRecord, float, float]] = []  # (record, started, nested seconds)
 
@@ -134,9 +135,12 @@ class StepCap:
         for taken, index in enumerate(batches):
             if taken >= self.max_steps:
                 return
-            self.inner_scale = 1.0
+            self.inner_scale, self._in_step = 1.0, True
             started = time.perf_counter()
-            yield index
+            try:
+                yield index
+            finally:
+                self._in_step = False
             rec.step_seconds.append((time.perf_counter() - started) * self.inner_scale)
             self.inner_scale = 1.0
 
@@ -147,10 +151,14 @@ class StepCap:
         started = time.perf_counter()
         parts = [list(fn(a, min(a + chunk, n))) for a in range(0, min(n, self.max_steps * chunk), chunk)]
         seconds = time.perf_counter() - started
-        rec = self._current()
-        rec.pass_seconds += seconds
-        rec.pass_projected += seconds * self.inner_scale * total / max(len(parts), 1)
-        self.inner_scale = outer_scale
+        scale = self.inner_scale * total / max(len(parts), 1)
+        if self._in_step:  # part of the step's time: the step's measurement is scaled up instead
+            self.inner_scale = max(outer_scale, scale)
+        else:
+            rec = self._current()
+            rec.pass_seconds += seconds
+            rec.pass_projected += seconds * scale
+            self.inner_scale = outer_scale
         if not parts:
             return [torch.empty(0) for _ in fn(0, 0)]
         outs = [torch.cat(column) for column in zip(*parts)]
