@@ -115,7 +115,7 @@ class RunContext:
     feature_store: FeatureStore | None = None
     #: Content hash of the training images (part of a feature-store key); "" keeps nothing.
     data_fingerprint: str = ""
-    #: Computes raw-view features elsewhere ([train] encode = "ray": Ray Data actors on a cluster), called as
+    #: Computes raw-view features elsewhere ([train] encode = "ray": Ray Data tasks on a cluster), called as
     #: `remote_encoder(module, raw_view, images, chunk)`; None: in this process.
     remote_encoder: Callable[[nn.Module, "BatchView", torch.Tensor, int], torch.Tensor] | None = None
     _last_save: dict[str, float] = field(default_factory=dict, repr=False)

@@ -113,7 +113,7 @@ class TrainConfig(_Strict):
                                 "B / B_s updates per batch); unset: one step per batch")
     encode: Literal["local", "ray"] = Field(
         "local", description='where raw-view features of a frozen backbone are computed (head-init\'s features, '
-        'cached_views\' raw copy): "local" (this process) or "ray" (Ray Data actors on the cluster RAY_ADDRESS '
+        'cached_views\' raw copy): "local" (this process) or "ray" (Ray Data tasks on the cluster RAY_ADDRESS '
         "names, else a local Ray; needs ray[data]; toolkit/run/ray_encode.py)")
     max_steps: int | None = Field(
         None, ge=1, description="a rehearsal, not a result: every stage's epochs stop after this many training "

@@ -1,4 +1,4 @@
-"""`[train] encode = "ray"`: a frozen backbone's features of the raw view computed by Ray Data actors.
+"""`[train] encode = "ray"`: a frozen backbone's features of the raw view computed by Ray Data tasks.
 
 Embedding a large image set through a big frozen model (a foundation backbone) is the slow, embarrassingly
 parallel part of a head-only run; on a Ray cluster every node can take a share. Only the raw view goes out: it
