@@ -4,7 +4,8 @@
 
 For each offline suite data set (benchmarks/suite.py) and seed, the features `kmeans_pseudo_label` receives in
 recipes/baseline.toml (its SimCLR backbone; the run stops at head-init) are partitioned by every candidate of
-toolkit/ops/partition.py (k-means with the plugin's settings, spectral clustering with 10 and 30 neighbours). Prints each candidate's ACC
+toolkit/ops/partition.py (k-means with the plugin's settings, spectral clustering with 10 and 30 neighbours,
+5K k-means clusters merged by average linkage). Prints each candidate's ACC
 (labels for the score only) and silhouette, the candidate the silhouette picks, and the mean ACC of the pick
 against always k-means and always the best candidate (an oracle, for reference).
 """

@@ -34,4 +34,4 @@ def test_best_partition_scores_every_candidate_and_keeps_the_highest() -> None:
     again = best_partition(x, 3, seed=0)
     assert again[0] == name and np.array_equal(again[1], found)  # same seed, same choice
     small, _ = _blobs((8, 6, 6))
-    assert set(best_partition(small, 3, seed=0)[2]) == {"kmeans", "spectral-10"}  # 30 neighbours > N: left out
+    assert set(best_partition(small, 3, seed=0)[2]) == {"kmeans", "spectral-10", "merged"}  # 30 > N

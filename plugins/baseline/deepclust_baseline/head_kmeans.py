@@ -1,5 +1,5 @@
-"""Head-init `kmeans_pseudo_label` (GCC-style): k-means (or, with `partition = "spectral"`, spectral
-clustering of a kNN graph) on the features gives pseudo-labels, then the head is trained on them with the
+"""Head-init `kmeans_pseudo_label` (GCC-style): k-means (or, with `partition`, spectral clustering of a kNN
+graph, over-clustering merged by linkage, or the best of these by silhouette) on the features gives pseudo-labels, then the head is trained on them with the
 backbone frozen, so self-labeling starts from that partition."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from torch import nn
 
 from toolkit.api import Checkpointed, HeadInitPlugin, RunContext
 from toolkit.ops.kmeans import kmeans
-from toolkit.ops.partition import best_partition
+from toolkit.ops.merged import merged_labels
+from toolkit.ops.partition import CANDIDATES, best_partition
 from toolkit.ops.spectral import spectral_labels
 
 HEAD_INIT_SALT = 2
@@ -30,11 +31,13 @@ class Options(BaseModel):
     niter: int = Field(50, ge=1, description="k-means iterations")
     nredo: int = Field(5, ge=1, description="k-means restarts (best inertia kept)")
     spherical: bool = Field(True, description="k-means on L2-normalised features (cosine)")
-    partition: Literal["kmeans", "spectral", "auto"] = Field(
+    partition: Literal["kmeans", "spectral", "merged", "auto"] = Field(
         "kmeans", description="how the pseudo-labels are found: k-means, spectral clustering of a kNN graph of the "
-                              "features (follows density: better on some long-tailed data), or auto: both (the "
-                              "graph with 10 and 30 neighbours) and the partition with the highest silhouette "
-                              "kept, without labels (toolkit/ops/partition.py; logged as head_init_silhouette_*)")
+                              "features (follows density), merged: k-means into 5K small clusters merged to K by "
+                              "average linkage (keeps long tails apart), or auto: all of them (the graph with 10 "
+                              "and 30 neighbours) and the partition with the highest silhouette kept, without "
+                              "labels (toolkit/ops/partition.py; logged as head_init_silhouette_* and "
+                              "head_init_partition_choice, the index in kmeans, spectral-10, spectral-30, merged)")
     neighbours: int = Field(10, ge=2, description="partition = spectral: neighbours per image in the graph")
     cached_views: int = Field(
         0, ge=0, description="> 0: encode the (frozen) backbone's view of every image this many times once and "
@@ -59,9 +62,11 @@ class KMeansPseudoLabelHeadInit(HeadInitPlugin[Options]):
                 chosen, found, scores = best_partition(features, ctx.num_clusters, ctx.seed, niter=o.niter,
                                                        nredo=o.nredo, spherical=o.spherical)
                 ctx.log_epoch(STAGE, 0, {**{f"silhouette_{n.replace('-', '')}": v for n, v in scores.items()},
-                                         "partition_spectral": float(chosen != "kmeans")})
+                                         "partition_choice": float(list(CANDIDATES).index(chosen))})
             elif o.partition == "spectral":
                 found = spectral_labels(features, ctx.num_clusters, o.neighbours, ctx.seed)
+            elif o.partition == "merged":
+                found = merged_labels(features, ctx.num_clusters, ctx.seed, linkage="average", niter=o.niter)
             else:
                 found = kmeans(features, ctx.num_clusters, niter=o.niter, nredo=o.nredo, seed=ctx.seed,
                                spherical=o.spherical).labels

@@ -81,7 +81,8 @@ def test_auto_partition_scores_the_candidates_and_trains_on_the_pick(tmp_path: P
     recipe = load_recipe(RECIPES / "baseline.toml", [*TINY, "head_init.partition=auto"])
     Engine(recipe, tmp_path / "run", device="cpu", observers=[seen, epoch0]).run()
     assert len(seen.logged) == 1 and set(seen.logged[0]) == {"silhouette_kmeans", "silhouette_spectral10",
-                                                             "silhouette_spectral30", "partition_spectral"}
+                                                             "silhouette_spectral30", "silhouette_merged",
+                                                             "partition_choice"}
     # the head learnt the picked partition: its epoch-0 predictions agree with it far above chance
     from sklearn.datasets import load_digits
 
