@@ -35,7 +35,8 @@ class Options(BaseModel):
         "kmeans", description="how the pseudo-labels are found: k-means, spectral clustering of a kNN graph of the "
                               "features (follows density), merged: k-means into 5K small clusters merged to K by "
                               "average linkage (keeps long tails apart), or auto: all of them (the graph with 10 "
-                              "and 30 neighbours) and the partition with the highest silhouette kept, without "
+                              "and 30 neighbours) and the partition with the highest silhouette kept (k-means unless "
+                              "another is higher by 0.01), without "
                               "labels (toolkit/ops/partition.py; logged as head_init_silhouette_* and "
                               "head_init_partition_choice, the index in kmeans, spectral-10, spectral-30, merged)")
     neighbours: int = Field(10, ge=2, description="partition = spectral: neighbours per image in the graph")
