@@ -1,6 +1,7 @@
 """Head-init `kmeans_pseudo_label` (GCC-style): k-means (or, with `partition`, spectral clustering of a kNN
-graph, over-clustering merged by linkage, or the best of these by silhouette) on the features gives pseudo-labels, then the head is trained on them with the
-backbone frozen, so self-labeling starts from that partition."""
+graph, over-clustering merged by linkage, or the best of these by silhouette) on the features gives
+pseudo-labels, then the head is trained on them with the backbone frozen, so self-labeling starts from that
+partition."""
 
 from __future__ import annotations
 
