@@ -42,7 +42,8 @@ def test_an_empty_range_is_refused() -> None:
 
 
 TINY = ["pretrain.epochs=2", "pretrain.batch_size=128", "head_init.epochs=1", "head_init.nredo=1", "train.epochs=2",
-        "model.hidden_dims=[32]", "data.num_clusters=auto", "data.k_range=[2, 8]"]
+        "model.hidden_dims=[32]", "data.num_clusters=auto", "data.k_range=[2, 8]",
+        "head_init.partition=kmeans"]  # the partition choice is tested in test_head_partition.py
 
 
 def test_engine_estimates_k_logs_it_and_keeps_it_on_resume(tmp_path: Path, mlflow_store: str) -> None:

@@ -16,7 +16,8 @@ from toolkit.run.self_label import Models
 from conftest import RECIPES
 
 TINY = ["pretrain.epochs=5", "pretrain.batch_size=256", "head_init.epochs=5", "train.epochs=3",
-        "model.hidden_dims=[64]", "train.freeze_backbone=true"]
+        "model.hidden_dims=[64]", "train.freeze_backbone=true",
+        "head_init.partition=kmeans"]  # the partition choice is tested in test_head_partition.py
 #: Every augmentation off: the weak and strong views are the raw images, so cached copies equal fresh forwards.
 NO_RANDOMNESS = ["views.weak.degrees=0", "views.weak.translate=0", "views.weak.noise=0", "views.strong.degrees=0",
                  "views.strong.translate=0", "views.strong.scale=[1.0, 1.0]", "views.strong.shear=0",

@@ -18,7 +18,8 @@ from toolkit.track.tracker import MlflowTracker
 from conftest import RECIPES
 
 TINY = ["pretrain.epochs=3", "pretrain.batch_size=256", "head_init.epochs=2", "head_init.nredo=1", "train.epochs=1",
-        "model.hidden_dims=[32]", "experiment.restarts=3"]
+        "model.hidden_dims=[32]", "experiment.restarts=3",
+        "head_init.partition=kmeans"]  # the partition choice is tested in test_head_partition.py
 
 
 def test_consensus_prefers_the_typical_partition() -> None:

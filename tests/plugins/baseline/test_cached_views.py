@@ -16,7 +16,8 @@ from toolkit.track.tracker import MlflowTracker
 from conftest import RECIPES
 
 TINY = ["pretrain.epochs=5", "pretrain.batch_size=256", "head_init.epochs=8", "train.epochs=0",
-        "model.hidden_dims=[64]"]
+        "model.hidden_dims=[64]",
+        "head_init.partition=kmeans"]  # the partition choice is tested in test_head_partition.py
 
 
 class HeadInitViews(Observer):
