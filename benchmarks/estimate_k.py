@@ -1,13 +1,15 @@
 """How often each K-estimation criterion (toolkit/ops/estimate_k.py) finds the true number of classes.
 
     python benchmarks/estimate_k.py [--datasets ...] [--features pixels simclr] [--seeds 0-2]
-                                    [--pretrain-epochs 100]
+                                    [--pretrain-epochs N]
 
 For each offline suite data set (benchmarks/suite.py), seed and feature kind, every criterion estimates
 K in [2, 50]: on the raw pixels, and on the features `toolkit run recipes/baseline.toml` with
 `[data] num_clusters = "auto"` estimates from (its SimCLR backbone; the run is stopped right after the
-estimate). Prints each estimate, how often it is exact and within 1, and the seconds. Labels give the
-true K only.
+estimate), pretrained as long as the recipe says (its "auto" rule) unless `--pretrain-epochs` is given.
+Prints each estimate, how often it is exact and within 1, and the seconds. Labels give the true K only.
+With TOOLKIT_CACHE_DIR pointing at the cache of a finished `benchmarks/suite.py` run, the backbones it
+pretrained for the baseline are reused instead of trained again.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class _Captured(Exception):
     """Raised by the recorder to stop the run once it has handed over its features."""
 
 
-def simclr_features(dataset: str, seed: int, epochs: int) -> np.ndarray:
+def simclr_features(dataset: str, seed: int, epochs: int | None) -> np.ndarray:
     """The features the engine estimates K from: the baseline recipe pretrained on the data set."""
     from toolkit.recipe.loading import load_recipe
     from toolkit.run.engine import Engine
@@ -47,9 +49,10 @@ def simclr_features(dataset: str, seed: int, epochs: int) -> np.ndarray:
         captured.append(estimation.as_float32(features))
         raise _Captured
 
+    length = [] if epochs is None else [f"pretrain.epochs={epochs}"]
     rec = load_recipe(ROOT / "recipes" / "baseline.toml",
-                      [*DATASETS[dataset], "data.num_clusters=auto", f"experiment.seed={seed}",
-                       f"pretrain.epochs={epochs}"])
+                      [*DATASETS[dataset], "experiment.protocol=transductive", "data.num_clusters=auto",
+                       f"experiment.seed={seed}", *length])
     original, estimation.estimate_k = estimation.estimate_k, recorder  # the engine imports it at call time
     try:
         with tempfile.TemporaryDirectory() as out:
@@ -66,7 +69,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS))
     parser.add_argument("--features", nargs="*", default=["pixels", "simclr"], choices=["pixels", "simclr"])
     parser.add_argument("--seeds", default="0-2")
-    parser.add_argument("--pretrain-epochs", type=int, default=100)
+    parser.add_argument("--pretrain-epochs", type=int, default=None, help="default: the recipe's own length")
     parser.add_argument("--k-range", nargs=2, type=int, default=[2, 50])
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="estimate-k-")

@@ -2,7 +2,9 @@
 
 Changing only later stages (head-init, selection, epochs...) reuses the backbone instead of
 pretraining again. The key covers the data section, the data's content hash, the model and
-pretrain sections, the views, the seed and the toolkit version.
+pretrain sections, the views, the seed and the toolkit version. The number of clusters is left out unless the
+pretrain plugin makes the clustering head: `toolkit cluster -k auto` and a later run with the K it estimated
+share one backbone.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ def backbone_key(resolved_recipe: dict[str, Any], data_fingerprint: str, include
     parts = {k: resolved_recipe.get(k) for k in ("data", "model", "pretrain", "views")}
     if not includes_head and isinstance(parts["model"], dict):
         parts["model"] = {k: v for k, v in parts["model"].items() if k != "head_hidden_dim"}
+    if not includes_head and isinstance(parts["data"], dict):
+        parts["data"] = {k: v for k, v in parts["data"].items() if k not in ("num_clusters", "k_range")}
     parts["seed"] = resolved_recipe["experiment"]["seed"]
     parts["data_fingerprint"] = data_fingerprint
     parts["toolkit"] = __version__

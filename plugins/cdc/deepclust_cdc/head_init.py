@@ -9,8 +9,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from deepclust_cdc.prototypes import group_means, prototypes, separate
+from deepclust_cdc.prototypes import group_means, label_means, prototypes, separate
 from toolkit.api import HeadInitPlugin, PluginError, RunContext
+from toolkit.ops.partition import CANDIDATES, best_partition
 
 STAGE = "head_init"
 
@@ -41,6 +42,13 @@ class Options(BaseModel):
         "inertia", description="which of the nredo restarts of the C-way k-means is kept: lowest inertia (code) "
         "or, among those within restart_tolerance of it, the most even cluster sizes (assumes balanced clusters)")
     restart_tolerance: float = Field(0.01, ge=0, description="restart_pick = balanced: relative inertia margin")
+    partition: Literal["kmeans", "auto"] = Field(
+        "kmeans", description="the C clusters the last layer is built from: the C-way k-means above (paper), or "
+        "auto: k-means, spectral clustering and 5C k-means clusters merged by average linkage of the features "
+        "compared by silhouette (k-means kept unless another is 0.01 higher; toolkit/ops/partition.py), the last "
+        "layer then being the per-cluster means (hidden activations for the MLP head, features for the linear "
+        "head); for long-tailed data, where k-means cuts the large classes. Logged as head_init_silhouette_* "
+        "and head_init_partition_choice (index in kmeans, spectral-10, spectral-30, merged)")
     kmeans_sample: int | None = Field(
         None, ge=1, description="k-means trains on at most this many points per centroid (faiss's sampling; 256 "
         "is faiss's default); unset: every image, as the released code (at CIFAR-10 size the C-way k-means "
@@ -77,8 +85,15 @@ class PrototypeHeadInit(HeadInitPlugin[Options]):
         hidden_norm = "none" if arxiv else o.hidden_normalise
         sep = dict(steps=o.ortho_steps if o.orthogonalize else 0, scale=o.ortho_scale, lr=o.ortho_lr)
         phases = _Phases(ctx, feats.device)
+        chosen = phases.run("partition", lambda: self._partition(ctx, feats)) if o.partition == "auto" else None
+        if chosen is not None and int(chosen.numel()) == 0:
+            chosen = None  # k-means won: the paper's path below, unchanged
         with torch.no_grad():
-            if hidden is None:
+            if hidden is None and chosen is not None:
+                w_last = label_means(feats, chosen, ctx.num_clusters, normalise="none" if arxiv else "zscore_l2",
+                                     unit=o.unit_prototypes)
+                w_first = None
+            elif hidden is None:
                 w_last = phases.run("kmeans_last", lambda: prototypes(feats, ctx.num_clusters, **km_c))
                 w_first = None
             else:
@@ -88,7 +103,10 @@ class PrototypeHeadInit(HeadInitPlugin[Options]):
                 # A fresh BN in eval mode is the identity (up to sqrt(1 + eps)), so ReLU(BN(h)) = ReLU(h).
                 activ = feats @ w_first.t() if arxiv else torch.relu(feats @ w_first.t())
                 last = dict(km_c, normalise=hidden_norm)
-                if o.last_init == "feature_kmeans":
+                if chosen is not None:
+                    w_last = label_means(activ, chosen, ctx.num_clusters, normalise=hidden_norm,
+                                         unit=o.unit_prototypes)
+                elif o.last_init == "feature_kmeans":
                     w_last = phases.run("kmeans_last", lambda: group_means(activ, feats, ctx.num_clusters, **last))
                 else:
                     w_last = phases.run("kmeans_last", lambda: prototypes(activ, ctx.num_clusters, **last))
@@ -96,6 +114,14 @@ class PrototypeHeadInit(HeadInitPlugin[Options]):
             _fill(head.first, w_first if o.hidden_from == "separated" else phases.separate("first", w_first, sep))
         _fill(head.last, phases.separate("last", w_last, sep))
         return head
+
+    def _partition(self, ctx: RunContext, feats: torch.Tensor) -> torch.Tensor:
+        """The labels of the partition `auto` picks, or an empty tensor when k-means is picked."""
+        name, labels, scores = best_partition(feats, ctx.num_clusters, ctx.seed, niter=self.options.niter,
+                                              spherical=True)
+        ctx.log_epoch(STAGE, 0, {**{f"silhouette_{n.replace('-', '')}": v for n, v in scores.items()},
+                                 "partition_choice": float(list(CANDIDATES).index(name))})
+        return torch.empty(0, dtype=torch.long) if name == "kmeans" else torch.as_tensor(labels, dtype=torch.long)
 
 
 class _Phases:

@@ -94,7 +94,13 @@ def group_means(x: torch.Tensor, by: torch.Tensor, k: int, *, niter: int, nredo:
     """
     result = kmeans_restarts(row_normalise(by), k, niter=niter, nredo=nredo, seed=seed, pick=pick, tolerance=tolerance,
                              sample=sample)
-    labels = torch.as_tensor(result.labels, device=x.device, dtype=torch.long)
+    return label_means(x, torch.as_tensor(result.labels), k, normalise=normalise, unit=unit)
+
+
+def label_means(x: torch.Tensor, labels: torch.Tensor, k: int, *, normalise: Normalise = "zscore_l2",
+                unit: bool = False) -> torch.Tensor:
+    """Means of normalised `x` over the k groups of `labels` (one per row; an empty group gives a zero row)."""
+    labels = labels.to(device=x.device, dtype=torch.long)
     xn = normalise_rows(x, normalise)
     sums = torch.zeros(k, xn.shape[1], device=x.device).index_add_(0, labels, xn)
     counts = torch.bincount(labels, minlength=k).clamp_min(1).to(xn.dtype)
