@@ -5,10 +5,15 @@
 
 For each data set it runs k-means, spectral and agglomerative clustering on the raw pixels and each
 method's general recipe (`recipes/<method>.toml`; a method without one runs its `<method>_digits.toml`,
-marked in the table), once per seed, all in this one process, and prints mean ± std of ACC, NMI, ARI, ECE
+marked in the table), once per seed, and prints mean ± std of ACC, NMI, ARI, ECE
 and wall seconds with each method's ACC as a ratio of the best classic baseline on that data set. The table
 is appended to benchmarks/RESULTS.md with the date and machine unless --no-write. A failed run is a row
 saying so, never a silent gap. Labels are used for the scores only.
+
+Runs go `--jobs` at a time (default: one per CPU core), each worker a process with cores/jobs torch
+threads: on 2 cores two 1-thread runs finish together in the time one takes alone, about 1.6x the throughput
+of one 2-thread run (measured 2026-12-07, RESULTS.md). A data set's methods for one seed run in order in
+one worker, so the later ones reuse the SimCLR backbone the first pretrained.
 """
 
 from __future__ import annotations
@@ -130,28 +135,102 @@ def method_recipe(method: str) -> tuple[Path, bool]:
     return (general, True) if general.is_file() else (ROOT / "recipes" / f"{method}_digits.toml", False)
 
 
-def method_row(method: str, dataset: str, seeds: list[int], overrides: list[str], device: str) -> Row:
-    """The method's recipe on the data set once per seed, through the real engine and MLflow tracker."""
+def method_run(method: str, dataset: str, seed: int, overrides: list[str], device: str) -> dict[str, float | None]:
+    """The method's recipe on the data set for one seed, through the real engine and MLflow tracker."""
     from toolkit.recipe.loading import load_recipe
     from toolkit.run.engine import Engine
     from toolkit.track.tracker import MlflowTracker
 
-    recipe, general = method_recipe(method)
-    row = Row(dataset, method if general else f"{method} ({recipe.stem}.toml)")
-    for seed in seeds:
-        settings = [*DATASETS[dataset], "experiment.protocol=transductive", f"experiment.seed={seed}", *overrides]
+    recipe, _ = method_recipe(method)
+    settings = [*DATASETS[dataset], "experiment.protocol=transductive", f"experiment.seed={seed}", *overrides]
+    rec = load_recipe(recipe, settings)
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        summary = Engine(rec, Path(out) / "run", device=device, observers=[MlflowTracker()]).run()
+    return {**{m: summary.get(m) for m in ("acc", "nmi", "ari", "ece")}, "seconds": time.perf_counter() - start}
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What one worker runs in order: every method on one data set and seed (so a later method reuses the
+    SimCLR backbone an earlier one pretrained), or the classic baselines of one data set (all seeds)."""
+
+    dataset: str
+    seed: int | None  # None: the classic baselines
+    methods: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()
+    device: str = "cpu"
+    classic_seeds: tuple[int, ...] = ()
+
+    @property
+    def cost(self) -> float:
+        """Expected seconds, to start the longest units first (one seed's time per data set, 2026-12-07)."""
+        return 1.0 if self.seed is None else COST.get(self.dataset, 300.0)
+
+
+#: Measured seconds of one seed of every method per data set (RESULTS.md, 2026-12-07): longest first.
+COST = {"photo_patches": 400.0, "lfw_subset": 390.0, "digits": 330.0, "digits_color": 310.0, "digits_lt10": 130.0,
+        "digits_lt50": 100.0}
+
+
+def run_unit(unit: Unit) -> list[tuple[str, int, dict[str, float | None] | None, str]]:
+    """(method, seed, scores or None, failure) for each method of the unit; a failed run is a failure line."""
+    out = []
+    for method in unit.methods:
+        assert unit.seed is not None
         try:
-            rec = load_recipe(recipe, settings)
-            with tempfile.TemporaryDirectory() as out:
-                start = time.perf_counter()
-                summary = Engine(rec, Path(out) / "run", device=device, observers=[MlflowTracker()]).run()
-            row.add({**{m: summary.get(m) for m in ("acc", "nmi", "ari", "ece")},
-                     "seconds": time.perf_counter() - start})
+            out.append((method, unit.seed, method_run(method, unit.dataset, unit.seed, list(unit.overrides),
+                                                      unit.device), ""))
         except Exception as exc:  # noqa: BLE001 - a failed run is reported as a row, the suite goes on
-            row.failures.append(f"seed {seed}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+            out.append((method, unit.seed, None, f"seed {unit.seed}: {type(exc).__name__}: "
+                                                  f"{str(exc).splitlines()[0][:160]}"))
             if os.environ.get("SUITE_TRACEBACK"):
                 traceback.print_exc()
-    return row
+    return out
+
+
+def worker_setup(threads: int, root: str) -> None:
+    """A worker process: its own torch threads, MLflow store and cache (no two processes write one SQLite file)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    own = Path(root) / f"worker-{os.getpid()}"
+    own.mkdir(parents=True, exist_ok=True)
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{own}/mlflow.db"
+    os.environ["TOOLKIT_CACHE_DIR"] = str(own / "cache")
+
+
+def run_units(units: list[Unit], jobs: int, tmp: str, console: Console) -> dict[Unit, list]:
+    """Every unit, `jobs` at a time in separate processes (or in this one for jobs = 1), longest first."""
+    results: dict[Unit, list] = {}
+    order = sorted(units, key=lambda u: -u.cost)
+    if jobs <= 1:
+        for i, unit in enumerate(order, 1):
+            results[unit] = classic_rows(unit.dataset, list(unit.classic_seeds)) if unit.seed is None else run_unit(unit)
+            console.print(f"[dim]{i}/{len(order)} {describe(unit)} done[/dim]")
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=worker_setup,
+                             initargs=(threads, tmp)) as pool:
+        futures = {(pool.submit(classic_rows, u.dataset, list(u.classic_seeds)) if u.seed is None else pool.submit(run_unit, u)): u
+                   for u in order}
+        for i, future in enumerate(as_completed(futures), 1):
+            unit = futures[future]
+            try:
+                results[unit] = future.result()
+            except Exception as exc:  # noqa: BLE001 - a worker that died: its runs are failures, never a gap
+                why = f"worker failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
+                results[unit] = ([Row(unit.dataset, "classic baselines", failures=[why])] if unit.seed is None
+                                 else [(m, unit.seed, None, f"seed {unit.seed}: {why}") for m in unit.methods])
+            console.print(f"[dim]{i}/{len(order)} {describe(unit)} done[/dim]")
+    return results
+
+
+def describe(unit: Unit) -> str:
+    return f"{unit.dataset}: classic baselines" if unit.seed is None else f"{unit.dataset}, seed {unit.seed}"
 
 
 def render(rows: list[Row], seeds: list[int]) -> tuple[Table, list[str]]:
@@ -183,13 +262,14 @@ def machine() -> str:
     return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
-def write_results(md: list[str], rows: list[Row], seeds: list[int], total: float, path: Path) -> None:
+def write_results(md: list[str], rows: list[Row], seeds: list[int], total: float, path: Path, jobs: int) -> None:
     failures = [f"- {r.dataset} / {r.method}: {f}" for r in rows for f in r.failures]
     command = "python benchmarks/suite.py " + " ".join(sys.argv[1:])
     section = [f"## Offline multi-data-set suite, {time.strftime('%Y-%m-%d')}, {machine()}", "",
                f"`{command.strip()}` (seeds {','.join(map(str, seeds))}; mean ± std over seeds; classic baselines "
                "on raw pixels in the same run; s / run is the wall time of one seed; methods run in the order listed "
-               "and reuse a SimCLR backbone an earlier one pretrained with the same settings, data and seed).",
+               "and reuse a SimCLR backbone an earlier one pretrained with the same settings, data and seed; "
+               f"{jobs} run(s) at a time, {max(1, (os.cpu_count() or 1) // jobs)} torch thread(s) each).",
                "", *md, "", f"Whole suite: {total / 60:.0f} min wall time.", ""]
     if failures:
         section += ["Failed runs:", "", *failures, ""]
@@ -208,6 +288,9 @@ def main() -> None:
     parser.add_argument("--all", action="store_true", help="also run the pairs in SKIPPED (hours on a CPU)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="recipe override for every run")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=0,
+                        help="runs at a time, each in its own process with cores/jobs torch threads (0: one per core "
+                             "on the CPU, 1 on a GPU); a data set's methods for one seed run in order in one worker")
     parser.add_argument("--no-write", action="store_true", help="print only; do not append to benchmarks/RESULTS.md")
     parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "RESULTS.md")
     args = parser.parse_args()
@@ -217,16 +300,31 @@ def main() -> None:
     os.environ.setdefault("TOOLKIT_CACHE_DIR", f"{tmp}/cache")
     console = Console()
     started = time.perf_counter()
+    jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1) if args.device == "cpu" else 1
+    if jobs > 1:
+        console.print(f"{jobs} runs at a time, {max(1, (os.cpu_count() or 1) // jobs)} torch threads each; MLflow "
+                      f"stores and caches per worker under {tmp}")
+    ran = {(m, d) for d in args.datasets for m in args.methods if args.all or (m, d) not in SKIPPED}
+    units = [Unit(d, None, classic_seeds=tuple(seeds)) for d in args.datasets]
+    units += [Unit(d, seed, tuple(m for m in args.methods if (m, d) in ran), tuple(args.overrides), args.device)
+              for d in args.datasets for seed in seeds if any((m, d) in ran for m in args.methods)]
+    results = run_units(units, jobs, tmp, console)
     rows: list[Row] = []
     for dataset in args.datasets:
-        rows += classic_rows(dataset, seeds)
+        rows += results[next(u for u in units if u.dataset == dataset and u.seed is None)]
         for method in args.methods:
-            reason = SKIPPED.get((method, dataset))
-            if reason and not args.all:
-                rows.append(Row(dataset, method, skipped=reason))
+            if (method, dataset) not in ran:
+                rows.append(Row(dataset, method, skipped=SKIPPED[(method, dataset)]))
                 continue
-            console.print(f"[dim]{dataset}: {method} ...[/dim]")
-            rows.append(method_row(method, dataset, seeds, args.overrides, args.device))
+            recipe, general = method_recipe(method)
+            row = Row(dataset, method if general else f"{method} ({recipe.stem}.toml)")
+            for unit in sorted((u for u in units if u.dataset == dataset and u.seed is not None), key=lambda u: u.seed):
+                for name, _, scores, failure in results[unit]:
+                    if name == method and scores is not None:
+                        row.add(scores)
+                    elif name == method:
+                        row.failures.append(failure)
+            rows.append(row)
     table, md = render(rows, seeds)
     console.print(table)
     for r in rows:
@@ -235,7 +333,7 @@ def main() -> None:
     total = time.perf_counter() - started
     console.print(f"whole suite: {total / 60:.1f} min")
     if not args.no_write:
-        write_results(md, rows, seeds, total, args.results)
+        write_results(md, rows, seeds, total, args.results, jobs)
         console.print(f"appended to {args.results}")
 
 
