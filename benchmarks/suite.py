@@ -11,7 +11,7 @@ is appended to benchmarks/RESULTS.md with the date and machine unless --no-write
 saying so, never a silent gap. Labels are used for the scores only.
 
 Runs go `--jobs` at a time (default: one per CPU core), each worker a process with cores/jobs torch
-threads: on 2 cores two 1-thread runs finish together in the time one takes alone, about 1.6x the throughput
+threads: on 2 cores two 1-thread runs finish together in the time one takes alone, about 1.5x the throughput
 of one 2-thread run (measured 2026-12-07, RESULTS.md). A data set's methods for one seed run in order in
 one worker, so the later ones reuse the SimCLR backbone the first pretrained.
 """
@@ -189,6 +189,11 @@ def run_unit(unit: Unit) -> list[tuple[str, int, dict[str, float | None] | None,
     return out
 
 
+def run_any(unit: Unit) -> list:
+    """A classic unit's rows, or a method unit's (method, seed, scores, failure) tuples."""
+    return classic_rows(unit.dataset, list(unit.classic_seeds)) if unit.seed is None else run_unit(unit)
+
+
 def worker_setup(threads: int, root: str) -> None:
     """A worker process: its own torch threads, MLflow store and cache (no two processes write one SQLite file)."""
     import torch
@@ -206,7 +211,7 @@ def run_units(units: list[Unit], jobs: int, tmp: str, console: Console) -> dict[
     order = sorted(units, key=lambda u: -u.cost)
     if jobs <= 1:
         for i, unit in enumerate(order, 1):
-            results[unit] = classic_rows(unit.dataset, list(unit.classic_seeds)) if unit.seed is None else run_unit(unit)
+            results[unit] = run_any(unit)
             console.print(f"[dim]{i}/{len(order)} {describe(unit)} done[/dim]")
         return results
     import multiprocessing
@@ -215,8 +220,7 @@ def run_units(units: list[Unit], jobs: int, tmp: str, console: Console) -> dict[
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=worker_setup,
                              initargs=(threads, tmp)) as pool:
-        futures = {(pool.submit(classic_rows, u.dataset, list(u.classic_seeds)) if u.seed is None else pool.submit(run_unit, u)): u
-                   for u in order}
+        futures = {pool.submit(run_any, u): u for u in order}
         for i, future in enumerate(as_completed(futures), 1):
             unit = futures[future]
             try:
@@ -259,7 +263,7 @@ def render(rows: list[Row], seeds: list[int]) -> tuple[Table, list[str]]:
 def machine() -> str:
     import torch
 
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
 def write_results(md: list[str], rows: list[Row], seeds: list[int], total: float, path: Path, jobs: int) -> None:

@@ -17,7 +17,8 @@ def test_suite_runs_a_method_and_the_classics_and_appends_the_table(tmp_path: Pa
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n")
     cmd = [sys.executable, str(ROOT / "benchmarks" / "suite.py"), "--methods", "baseline", "nosuch",
-           "--datasets", "lfw_subset", "--quick", "--results", str(results), *[a for s in FAST for a in ("--set", s)]]
+           "--datasets", "lfw_subset", "--quick", "--jobs", "2", "--results", str(results),
+           *[a for s in FAST for a in ("--set", s)]]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=1800,
                           env=toolkit_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", COLUMNS="250"))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -33,13 +34,14 @@ def test_suite_runs_a_method_and_the_classics_and_appends_the_table(tmp_path: Pa
     assert any("nosuch" in line and "1 failed" in line for line in rows)
     assert "Failed runs:" in text and "nosuch" in text.split("Failed runs:")[1]
     assert "Whole suite:" in text and "min wall time" in text
+    assert "2 run(s) at a time" in text  # worker processes, each with its own MLflow store
 
 
 def test_pairs_left_out_by_default_are_rows_that_say_why(tmp_path: Path) -> None:
     results = tmp_path / "RESULTS.md"
     results.write_text("# Benchmark results\n")
     cmd = [sys.executable, str(ROOT / "benchmarks" / "suite.py"), "--methods", "gcc", "cdc", "--datasets",
-           "digits_color", "--quick", "--results", str(results)]
+           "digits_color", "--quick", "--results", str(results), "--jobs", "1"]  # the in-process path
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=1800,
                           env=toolkit_env(MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'mlflow.db'}", COLUMNS="250"))
     assert proc.returncode == 0, proc.stderr[-3000:]
