@@ -164,20 +164,21 @@ class Unit:
 
     @property
     def cost(self) -> float:
-        """Expected seconds, to start the longest units first (one seed's time per data set, 2026-12-07)."""
+        """Expected seconds, to start the longest units first."""
         return 1.0 if self.seed is None else COST.get(self.dataset, 300.0)
 
 
-#: Measured seconds of one seed of every method per data set (RESULTS.md, 2026-12-07): longest first.
-COST = {"photo_patches": 400.0, "lfw_subset": 390.0, "digits": 330.0, "digits_color": 310.0, "digits_lt10": 130.0,
-        "digits_lt50": 100.0}
+#: Seconds of one seed of every method per data set on one worker thread (RESULTS.md, the 49-min suite of
+#: 2026-12-07, sums of its s / run column).
+COST = {"lfw_subset": 482.0, "photo_patches": 475.0, "digits_color": 385.0, "digits": 356.0, "digits_lt10": 145.0,
+        "digits_lt50": 130.0}
 
 
 def run_unit(unit: Unit) -> list[tuple[str, int, dict[str, float | None] | None, str]]:
     """(method, seed, scores or None, failure) for each method of the unit; a failed run is a failure line."""
+    assert unit.seed is not None
     out = []
     for method in unit.methods:
-        assert unit.seed is not None
         try:
             out.append((method, unit.seed, method_run(method, unit.dataset, unit.seed, list(unit.overrides),
                                                       unit.device), ""))
