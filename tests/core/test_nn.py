@@ -24,6 +24,9 @@ from toolkit.nn.heads import ClusterHead
         ("resnet18", 1, 32, 512),
         ("resnet34", 3, 32, 512),
         ("resnet34_maxpool", 3, 32, 512),
+        ("resnet18_maxpool", 3, 32, 512),
+        ("resnet18_imagenet", 3, 64, 512),
+        ("resnet34_imagenet", 1, 64, 512),
     ],
 )
 def test_backbone_shapes(name, channels, size, dim):
@@ -40,6 +43,20 @@ def test_config_knobs_and_projection():
     assert net.out_dim == 16
     net = build_backbone(BackboneConfig(name="small_cnn", width=8, out_dim=10), 1, (8, 8))
     assert net.out_dim == 10 and net(torch.randn(3, 1, 8, 8)).shape == (3, 10)
+
+
+def test_resnet_stems_differ_where_their_names_say():
+    """The ImageNet stem quarters the side before the first stage (7x7 stride-2 conv, 3x3 stride-2 max-pool), the
+    IIC stem halves it (2x2 max-pool after a stride-1 conv), the CIFAR stem keeps it: layer1's output side tells."""
+    sides = {}
+    for name in ("resnet18", "resnet18_maxpool", "resnet18_imagenet", "resnet34_imagenet"):
+        net = build_backbone(BackboneConfig(name=name), 3, (64, 64)).eval()
+        x = torch.randn(1, 3, 64, 64)
+        with torch.no_grad():
+            sides[name] = net.layer1(net.maxpool(net.relu(net.bn1(net.conv1(x))))).shape[-1]
+    assert sides == {"resnet18": 64, "resnet18_maxpool": 33, "resnet18_imagenet": 16, "resnet34_imagenet": 16}
+    net = build_backbone(BackboneConfig(name="resnet34_imagenet"), 2, (64, 64))
+    assert net.conv1.kernel_size == (7, 7) and net.conv1.in_channels == 2 and len(net.layer3) == 6
 
 
 def test_resnet_uses_cifar_stem():
@@ -72,7 +89,8 @@ def test_sobel_front_end_sees_grey_gradients_only():
 
 
 def test_config_validation():
-    with pytest.raises(ValidationError, match="valid names: mlp, resnet18, resnet34, resnet34_maxpool, small_cnn"):
+    with pytest.raises(ValidationError, match="valid names: mlp, resnet18, resnet18_imagenet, "
+                       "resnet18_maxpool, resnet34, resnet34_imagenet, resnet34_maxpool, small_cnn"):
         BackboneConfig(name="resnet1")
     with pytest.raises(ValidationError):
         BackboneConfig(name="mlp", depth=3)

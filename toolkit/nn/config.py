@@ -8,8 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 class BackboneConfig(BaseModel):
     """Which backbone to build and its few size knobs.
 
-    - ``name``: a key of ``toolkit.nn.backbones.BACKBONES`` (built-ins: mlp, small_cnn, resnet18, resnet34, resnet34_maxpool),
-      or ``timm:<model>`` for any timm model (``weights`` = a local file to load into it).
+    - ``name``: a key of ``toolkit.nn.backbones.BACKBONES`` (built-ins: mlp, small_cnn; resnet18 and
+      resnet34 with the CIFAR stem; resnet18_maxpool and resnet34_maxpool with IIC's stem; resnet18_imagenet and
+      resnet34_imagenet with torchvision's ImageNet stem), or ``timm:<model>`` for any timm model (``weights`` = a local file to load into it).
     - ``hidden_dims``: layer widths of ``mlp``; the feature is the last one. Ignored by other backbones.
     - ``width``: base channel count of ``small_cnn``. Ignored by other backbones.
     - ``out_dim``: when set, a Linear-BatchNorm-ReLU projection to this size is appended to any backbone;
