@@ -195,6 +195,11 @@ def run_any(unit: Unit) -> list:
     return classic_rows(unit.dataset, list(unit.classic_seeds)) if unit.seed is None else run_unit(unit)
 
 
+def threads_per_job(jobs: int) -> int:
+    """torch threads each of `jobs` side-by-side runs gets: the cores shared out, at least one."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
 def worker_setup(threads: int, root: str) -> None:
     """A worker process: its own torch threads, MLflow store and cache (no two processes write one SQLite file)."""
     import torch
@@ -218,7 +223,7 @@ def run_units(units: list[Unit], jobs: int, tmp: str, console: Console) -> dict[
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads_per_job(jobs)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=worker_setup,
                              initargs=(threads, tmp)) as pool:
         futures = {pool.submit(run_any, u): u for u in order}
@@ -274,7 +279,7 @@ def write_results(md: list[str], rows: list[Row], seeds: list[int], total: float
                f"`{command.strip()}` (seeds {','.join(map(str, seeds))}; mean ± std over seeds; classic baselines "
                "on raw pixels in the same run; s / run is the wall time of one seed; methods run in the order listed "
                "and reuse a SimCLR backbone an earlier one pretrained with the same settings, data and seed; "
-               f"{jobs} run(s) at a time, {max(1, (os.cpu_count() or 1) // jobs)} torch thread(s) each).",
+               f"{jobs} run(s) at a time, {threads_per_job(jobs)} torch thread(s) each).",
                "", *md, "", f"Whole suite: {total / 60:.0f} min wall time.", ""]
     if failures:
         section += ["Failed runs:", "", *failures, ""]
@@ -307,7 +312,7 @@ def main() -> None:
     started = time.perf_counter()
     jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1) if args.device == "cpu" else 1
     if jobs > 1:
-        console.print(f"{jobs} runs at a time, {max(1, (os.cpu_count() or 1) // jobs)} torch threads each; MLflow "
+        console.print(f"{jobs} runs at a time, {threads_per_job(jobs)} torch threads each; MLflow "
                       f"stores and caches per worker under {tmp}")
     ran = {(m, d) for d in args.datasets for m in args.methods if args.all or (m, d) not in SKIPPED}
     units = [Unit(d, None, classic_seeds=tuple(seeds)) for d in args.datasets]
