@@ -1,12 +1,17 @@
 """Head-init on a frozen backbone with cached views against encoding every epoch, side by side in one run.
 
-    python benchmarks/feature_cache.py [--seeds 0-2] [--copies 4] [--recipes R.toml ...]
+    python benchmarks/feature_cache.py [--seeds 0-2] [--copies 4] [--recipes R.toml ...] [--set KEY=VALUE ...]
+
+    # a frozen convolutional backbone instead of the recipes' SimCLR MLP (randomly initialised: times only)
+    python benchmarks/feature_cache.py --set pretrain.method=none --set model.backbone=timm:resnet18 \
+        --set data.image_size=32
 
 For each recipe (default: baseline_digits with `kmeans_pseudo_label`, spice_digits with `spice_prototype`) and
 seed, the recipe runs twice with `[train] epochs = 0` (so the result is the head-init's): once with the
 head-init's `cached_views = 0` (views encoded for every batch of every epoch) and once with
 `cached_views = copies`; the SimCLR backbone comes from the cache after the first run. Prints the head_init
-stage's wall time of each, the speed-up, and ACC (mean ± std over seeds; labels for the score only).
+stage's wall time of each, the speed-up, and ACC (mean ± std over seeds; labels for the score only). `--set`
+values apply to every run.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=4)
     parser.add_argument("--recipes", nargs="+", default=[str(ROOT / "recipes" / "baseline_digits.toml"),
                                                           str(ROOT / "recipes" / "spice_digits.toml")])
+    parser.add_argument("--set", dest="extra", action="append", default=[], help="more overrides for every run")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="feature-cache-")
     os.environ.setdefault("TOOLKIT_CACHE_DIR", f"{tmp}/cache")
@@ -57,7 +63,7 @@ def main() -> None:
         for seed in parse_seeds(args.seeds):
             for copies in (0, args.copies):
                 recipe = load_recipe(path, [f"experiment.seed={seed}", "train.epochs=0",
-                                            f"head_init.cached_views={copies}"])
+                                            f"head_init.cached_views={copies}", *args.extra])
                 clock = StageClock()
                 observer = type("Clock", (Observer,), {"on_stage_start": clock.on_stage_start,
                                                         "on_stage_end": clock.on_stage_end})()
@@ -66,7 +72,8 @@ def main() -> None:
                 results[copies]["s"].append(clock.seconds)
                 results[copies]["acc"].append(float(summary["acc"]))
         method = recipe.config.head_init.method
-        print(f"{Path(path).name} ({method}), head-init only, seeds {args.seeds}, CPU {os.cpu_count()} cores")
+        extra = f", {' '.join(args.extra)}" if args.extra else ""
+        print(f"{Path(path).name} ({method}), head-init only, seeds {args.seeds}, CPU {os.cpu_count()} cores{extra}")
         for copies, r in results.items():
             spread = f" ± {statistics.stdev(r['acc']):.3f}" if len(r["acc"]) > 1 else ""
             name = "encode every epoch" if copies == 0 else f"cached_views = {copies}"
