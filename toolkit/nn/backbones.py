@@ -5,7 +5,7 @@ Recipes name a backbone; plugins may add more with ``register_backbone`` (e.g. f
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Literal
 
 import torch
 from torch import nn
@@ -95,34 +95,27 @@ class Projected(nn.Module):
         return self.proj(self.body(x))
 
 
-def _cifar_resnet(depth: int, in_channels: int, maxpool: bool = False) -> nn.Module:
-    """torchvision ResNet with the CIFAR stem (3x3 stride-1 conv, no max-pool) and no classifier; `maxpool`:
-    IIC's ClusterResNet stem instead (the same conv, then a 2x2 stride-2 max-pool with padding 1), which SPICE's
-    ResNet-34 and its released weights use, and PICA's ResNet-34 (DRC's network; with `[model] sobel`).
+def _resnet(depth: int, in_channels: int, stem: Literal["cifar", "maxpool", "imagenet"]) -> nn.Module:
+    """torchvision ResNet without its classifier, with one of three stems:
+
+    - "cifar": 3x3 stride-1 conv, no max-pool (full resolution in the first stage);
+    - "maxpool": IIC's ClusterResNet stem, the same conv then a 2x2 stride-2 max-pool with padding 1, which
+      SPICE's ResNet-34 and its released weights use, PICA's ResNet-34 (DRC's network; with `[model] sobel`) and
+      SCAN's STL-10 ResNet-18;
+    - "imagenet": torchvision's own (7x7 stride-2 conv, 3x3 stride-2 max-pool), what solo-learn (CDC's
+      pretraining) keeps for every data set but CIFAR; on 96-224 px images 16x cheaper than the CIFAR stem.
 
     torchvision is imported here, not at module level: importing it costs about a second (it loads
     torch._dynamo), which every MLP / small-CNN run and every CLI call would otherwise pay."""
     from torchvision import models
 
     net = {18: models.resnet18, 34: models.resnet34}[depth](weights=None)
-    net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision does
-    net.maxpool = nn.MaxPool2d(kernel_size=2, stride=2, padding=1) if maxpool else nn.Identity()
-    net.fc = nn.Identity()
-    net.out_dim = 512
-    return net
-
-
-def _imagenet_resnet(depth: int, in_channels: int) -> nn.Module:
-    """torchvision ResNet with its own ImageNet stem (7x7 stride-2 conv, 3x3 stride-2 max-pool) and no classifier:
-    what solo-learn (CDC's pretraining) keeps for every data set but CIFAR, and SPICE's ResNet-34 at 224 px. On
-    96-224 px images it is 16x cheaper than the CIFAR stem, which keeps full resolution in the first stage."""
-    from torchvision import models
-
-    net = {18: models.resnet18, 34: models.resnet34}[depth](weights=None)
-    if in_channels != 3:
-        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")
+    if stem != "imagenet" or in_channels != 3:
+        conv = (7, 2, 3) if stem == "imagenet" else (3, 1, 1)  # kernel, stride, padding
+        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=conv[0], stride=conv[1], padding=conv[2], bias=False)
+        nn.init.kaiming_normal_(net.conv1.weight, mode="fan_out", nonlinearity="relu")  # as torchvision does
+    if stem != "imagenet":
+        net.maxpool = nn.MaxPool2d(kernel_size=2, stride=2, padding=1) if stem == "maxpool" else nn.Identity()
     net.fc = nn.Identity()
     net.out_dim = 512
     return net
@@ -137,27 +130,27 @@ def _build_small_cnn(cfg: BackboneConfig, in_channels: int, image_size: tuple[in
 
 
 def _build_resnet18(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
-    return _cifar_resnet(18, in_channels)
+    return _resnet(18, in_channels, "cifar")
 
 
 def _build_resnet34(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
-    return _cifar_resnet(34, in_channels)
+    return _resnet(34, in_channels, "cifar")
 
 
 def _build_resnet34_maxpool(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
-    return _cifar_resnet(34, in_channels, maxpool=True)
+    return _resnet(34, in_channels, "maxpool")
 
 
 def _build_resnet18_maxpool(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
-    return _cifar_resnet(18, in_channels, maxpool=True)
+    return _resnet(18, in_channels, "maxpool")
 
 
 def _build_resnet18_imagenet(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
-    return _imagenet_resnet(18, in_channels)
+    return _resnet(18, in_channels, "imagenet")
 
 
 def _build_resnet34_imagenet(cfg: BackboneConfig, in_channels: int, image_size: tuple[int, int]) -> nn.Module:
-    return _imagenet_resnet(34, in_channels)
+    return _resnet(34, in_channels, "imagenet")
 
 
 BACKBONES: dict[str, BackboneBuilder] = {
